@@ -1,0 +1,55 @@
+"""The alert record: what the rule engine emits, what the `alerts` topic carries, what sinks get."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from rules.schema import Severity
+
+Status = Literal["firing", "resolved"]
+
+
+class Alert(BaseModel):
+    """One alert transition for one fingerprint (rule + scope labels)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: str
+    severity: Severity
+    status: Status
+    labels: dict[str, str]
+    value: Decimal | None
+    threshold: str
+    window_start: AwareDatetime | None
+    window_end: AwareDatetime | None
+    at: AwareDatetime
+    kpi: str
+    fingerprint: str
+    summary: str
+
+    @property
+    def key(self) -> str:
+        """Idempotency key of this transition: the same breach re-processed gives the same key."""
+        return f"{self.fingerprint}:{self.status}:{self.severity}:{self.at.isoformat()}"
+
+
+def fingerprint(rule: str, labels: Mapping[str, str]) -> str:
+    """A stable id for (rule, scope labels), the unit of the alert lifecycle."""
+    text = rule + "\x00" + "\x00".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def format_value(value: Decimal | None, unit: str, currency: str | None) -> str:
+    """A KPI value the way a person reads it: 62.50%, 1,234.00 USD, 3."""
+    if value is None:
+        return "undefined"
+    if unit == "ratio":
+        return f"{value * 100:.2f}%"
+    if unit == "money":
+        return f"{value:,.2f} {currency or ''}".rstrip()
+    return f"{value:,.0f}" if value == value.to_integral_value() else f"{value:,.2f}"

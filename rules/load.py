@@ -1,0 +1,239 @@
+"""Load rule files: YAML -> `RuleFile` -> `CompiledRule`s, with every problem at once, file:line.
+
+Defaults are resolved here, once, so the evaluator never guesses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from rules.errors import ConfigError, Problem
+from rules.kpis import CATALOG, IMPLICIT_LABELS, KpiSpec
+from rules.schema import SEVERITY_ORDER, Guard, RuleFile, RuleSpec, Severity, Threshold
+
+DEFAULT_RULES = "default.yaml"
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A rule ready to run: catalog entry looked up, scope level and severities ordered."""
+
+    name: str
+    description: str
+    kpi: KpiSpec
+    level: frozenset[str]
+    window: str | None
+    thresholds: tuple[tuple[Severity, Threshold], ...]
+    guards: tuple[Guard, ...]
+    filters: tuple[tuple[str, frozenset[str]], ...]
+    labels: tuple[tuple[str, str], ...]
+    file: str
+    line: int | None
+
+    @property
+    def source(self) -> str:
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+
+class RuleSet:
+    """Compiled rules indexed by (kpi, scope level): an update meets only rules that can match."""
+
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        self.rules = tuple(rules)
+        self._index: dict[tuple[str, frozenset[str]], list[CompiledRule]] = {}
+        for rule in self.rules:
+            self._index.setdefault((rule.kpi.name, rule.level), []).append(rule)
+
+    def matching(self, kpis: Iterable[str], level: frozenset[str]) -> list[CompiledRule]:
+        found: list[CompiledRule] = []
+        for kpi in kpis:
+            found.extend(self._index.get((kpi, level), ()))
+        return found
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+
+def load_paths(paths: Sequence[Path]) -> RuleSet:
+    """Load and compile rule files (or folders of *.yaml); raises ConfigError with every problem."""
+    problems: list[Problem] = []
+    compiled: list[CompiledRule] = []
+    for path in _expand(paths, problems):
+        try:
+            compiled.extend(load_text(path.read_text(encoding="utf-8"), str(path)))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        except OSError as exc:
+            problems.append(Problem(str(path), None, f"cannot read: {exc.strerror}"))
+    problems.extend(_duplicate_names(compiled))
+    if problems:
+        raise ConfigError(problems)
+    return RuleSet(compiled)
+
+
+def load_default() -> RuleSet:
+    """The rules shipped inside the package, used by `kpiwatch demo`."""
+    text = resources.files("rules").joinpath("library", DEFAULT_RULES).read_text("utf-8")
+    return RuleSet(load_text(text, f"<kpiwatch>/rules/library/{DEFAULT_RULES}"))
+
+
+def load_text(text: str, source: str) -> list[CompiledRule]:
+    document = _parse_yaml(text, source)
+    try:
+        spec = RuleFile.model_validate(_plain(document))
+    except ValidationError as exc:
+        raise ConfigError(
+            [
+                Problem(source, _line_of(document, error["loc"]), _message(error))
+                for error in exc.errors(include_url=False)
+            ]
+        ) from exc
+    problems: list[Problem] = []
+    compiled = []
+    for index, rule in enumerate(spec.rules):
+        line = _line_of(document, ("rules", index))
+        rule_problems = _check(rule, source, line)
+        problems.extend(rule_problems)
+        if not rule_problems:
+            compiled.append(_compile(rule, source, line))
+    if problems:
+        raise ConfigError(problems)
+    return compiled
+
+
+def _expand(paths: Sequence[Path], problems: list[Problem]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted([*path.glob("*.yaml"), *path.glob("*.yml")]))
+        elif path.exists():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), None, "no such file or folder"))
+    return files
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        document = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([Problem(source, line, f"not valid YAML: {exc.problem}")]) from exc
+    if document is None:
+        raise ConfigError([Problem(source, None, "the file is empty; expected 'rules:'")])
+    return document
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's commented containers as plain dicts and lists, for pydantic."""
+    if isinstance(node, dict):
+        return {str(key): _plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_plain(item) for item in node]
+    return node
+
+
+def _line_of(document: Any, loc: Sequence[int | str]) -> int | None:
+    """The 1-based line of the deepest part of `loc` that the YAML document has."""
+    node, line = document, None
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line = node.lc.key(part)[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node = node[part]
+        else:
+            break
+    if line is None and isinstance(document, CommentedMap):
+        line = document.lc.line + 1
+    return line
+
+
+def _message(error: Any) -> str:
+    loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
+    field = loc[-1] if loc else "file"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {field!r}"
+    if error["type"] == "missing":
+        return f"missing required key {field!r}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{field}: {message}"
+
+
+def _check(rule: RuleSpec, source: str, line: int | None) -> list[Problem]:
+    """Cross-field checks that pydantic alone cannot express, all reported together."""
+    where = f"rule {rule.name!r}"
+    spec = CATALOG.get(rule.kpi)
+    if spec is None:
+        known = ", ".join(sorted(CATALOG))
+        return [Problem(source, line, f"{where}: unknown kpi {rule.kpi!r} (known: {known})")]
+    problems = []
+    level = _level(rule.by)
+    if level not in spec.levels:
+        choices = " or ".join(str(sorted(lvl)) for lvl in sorted(spec.levels, key=len))
+        problems.append(f"{where}: kpi {spec.name!r} cannot be grouped by {rule.by}; use {choices}")
+    if rule.window is not None and not spec.windowed:
+        problems.append(f"{where}: kpi {spec.name!r} is a latest value and takes no window")
+    for threshold in rule.thresholds.values():
+        problems.extend(_unit_problems(where, spec, threshold))
+    for guard in rule.require:
+        guard_spec = CATALOG.get(guard.kpi)
+        if guard_spec is None or level not in guard_spec.levels:
+            problems.append(f"{where}: require names {guard.kpi!r}, not a KPI of this scope")
+        else:
+            problems.extend(_unit_problems(where, guard_spec, guard.threshold))
+    return [Problem(source, line, message) for message in problems]
+
+
+def _unit_problems(where: str, spec: KpiSpec, threshold: Threshold) -> list[str]:
+    unit = threshold.unit
+    if unit == "%" and spec.unit != "ratio":
+        return [f"{where}: '{threshold}' is a percentage but {spec.name} is a {spec.unit}"]
+    if unit not in (None, "%") and spec.unit != "money":
+        return [f"{where}: '{threshold}' has a currency but {spec.name} is a {spec.unit}"]
+    return []
+
+
+def _level(by: Sequence[str]) -> frozenset[str]:
+    return frozenset(by) - set(IMPLICIT_LABELS)
+
+
+def _compile(rule: RuleSpec, file: str, line: int | None) -> CompiledRule:
+    spec = CATALOG[rule.kpi]
+    return CompiledRule(
+        name=rule.name,
+        description=rule.description,
+        kpi=spec,
+        level=_level(rule.by),
+        window=rule.window or ("1d" if spec.windowed else None),
+        thresholds=tuple((s, rule.thresholds[s]) for s in SEVERITY_ORDER if s in rule.thresholds),
+        guards=tuple(rule.require),
+        filters=tuple((k, frozenset(v)) for k, v in sorted(rule.filters.items())),
+        labels=tuple(sorted(rule.labels.items())),
+        file=file,
+        line=line,
+    )
+
+
+def _duplicate_names(rules: Sequence[CompiledRule]) -> list[Problem]:
+    seen: dict[str, CompiledRule] = {}
+    problems = []
+    for rule in rules:
+        if rule.name in seen:
+            first = seen[rule.name].source
+            problems.append(
+                Problem(rule.file, rule.line, f"rule name {rule.name!r} is already used at {first}")
+            )
+        seen.setdefault(rule.name, rule)
+    return problems
