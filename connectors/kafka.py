@@ -1,0 +1,102 @@
+"""Put events on the Kafka topics: create the topics with the right partition count, then produce.
+
+Every event is keyed by store_id so one store's events stay in order on one partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from rules.errors import InvalidEventError, ServiceError
+from streams.events import TOPICS, Event, RawRecord, encode
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
+
+
+async def ensure_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
+    """Create the topics that do not exist yet; an existing one must have `partitions`.
+
+    Stream state is partitioned like the input topics, so a topic created by broker
+    auto-creation with a different count would split one store's state: we refuse to run on it.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        # list_topics, not describe_topics: a metadata request for a missing topic makes a broker
+        # with auto-creation create it, with the broker's default partition count.
+        missing = [name for name in names if name not in set(await admin.list_topics())]
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(name, num_partitions=partitions, replication_factor=1)
+                    for name in missing
+                ]
+            )
+            errors = {
+                topic: code
+                for topic, code, *_ in response.topic_errors
+                if code not in (0, TOPIC_ALREADY_EXISTS)
+            }
+            if errors:
+                raise ServiceError(f"could not create topics (Kafka error codes): {errors}")
+            log.info("created topics %s with %d partitions", missing, partitions)
+        described = await admin.describe_topics(list(names))
+        wrong = {
+            topic["topic"]: len(topic["partitions"])
+            for topic in described
+            if len(topic["partitions"]) != partitions
+        }
+        if wrong:
+            raise ServiceError(
+                f"topics {wrong} exist with other partition counts than the configured "
+                f"{partitions}; recreate them or set KPIWATCH_PARTITIONS to match"
+            )
+    finally:
+        await admin.close()
+
+
+class EventProducer:
+    """Validates and produces events to their topics (`prefix` + orders, ad-spend, inventory)."""
+
+    def __init__(self, bootstrap: str, prefix: str = "") -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        )
+        self._prefix = prefix
+
+    async def __aenter__(self) -> EventProducer:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._producer.stop()
+
+    async def send(self, event: Event) -> None:
+        topic = self._prefix + TOPICS[event.type]
+        await self._producer.send(topic, encode(event), key=event.store_id.encode())
+
+    async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        """Produce bytes as they are (tests use it to put bad input on a topic)."""
+        await self._producer.send(topic, value, key=key)
+
+    async def send_records(
+        self, records: Iterable[RawRecord]
+    ) -> tuple[int, list[InvalidEventError]]:
+        """Validate and send each record; return (sent, rejected) once all are acknowledged."""
+        sent, rejected = 0, []
+        for record in records:
+            try:
+                event = record.decode()
+            except InvalidEventError as exc:
+                rejected.append(exc)
+                continue
+            await self.send(event)
+            sent += 1
+        await self._producer.flush()
+        return sent, rejected

@@ -1,0 +1,1 @@
+"""The wiring of kpiwatch: event contract, KPI aggregation and the two runtimes that drive it."""

@@ -1,0 +1,157 @@
+"""The Kafka runtime: a Faust app whose agents run the shared pipeline over the event topics.
+
+State (dedupe, ledger, KPI buckets, inventory, alert lifecycle) lives in Faust tables backed by
+changelog topics, so a restarted worker recovers it. Bad input is dead-lettered with its reason
+and source offset; the stream goes on.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from rules.alerts import Alert
+from rules.errors import InvalidEventError
+from rules.load import RuleSet
+from sinks.base import Sink
+from sinks.deliver import deliver
+from streams import metrics
+from streams.events import TOPICS, EventKind, decode
+from streams.kpi import State
+from streams.pipeline import Pipeline
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TABLES = ("seen", "ledger", "buckets", "inventory", "alerts")
+
+
+def build_app(settings: Settings, rules: RuleSet, sinks: Sequence[Sink]) -> Any:
+    """The Faust app with its topics, tables and agents (faust has no types: hence Any)."""
+    app = faust.App(
+        settings.topic(settings.app_id),
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        consumer_group_instance_id=settings.instance_id,
+        datadir=str(settings.data_dir),
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+    )
+    kinds: dict[str, EventKind] = {settings.topic(name): kind for kind, name in TOPICS.items()}
+    source = app.topic(*kinds, value_serializer="raw", key_serializer="raw")
+    alerts_topic = app.topic(settings.topic("alerts"), value_serializer="raw", key_serializer="raw")
+    dead_letter = app.topic(
+        settings.topic("dead-letter"), value_serializer="raw", key_serializer="raw"
+    )
+    # Changelog-backed tables; keys and values go to the changelog as JSON (faust's default).
+    state = State(
+        **{
+            name: app.Table(
+                name,
+                default=None,
+                partitions=settings.partitions,
+                key_type=str,
+            )
+            for name in TABLES
+        }
+    )
+    pipeline = Pipeline(state, rules)
+
+    @app.agent(source, name="process-events")
+    async def process_events(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            where = f"{message.topic}/{message.partition}/{message.offset}"
+            metrics.EVENTS_IN.labels(topic=message.topic).inc()
+            try:
+                decoded = decode(event.value, where, kinds[message.topic])
+                alerts = pipeline.process(decoded)
+            except InvalidEventError as exc:
+                await _dead_letter(dead_letter, message, exc.reason)
+                continue
+            except Exception as exc:
+                # A bug must not stall the partition behind one event: park it and go on.
+                log.exception("processing %s failed", where)
+                await _dead_letter(dead_letter, message, f"processing failed: {exc!r}")
+                continue
+            for alert in alerts:
+                metrics.ALERTS.labels(rule=alert.rule, status=alert.status).inc()
+                await alerts_topic.send(
+                    key=alert.fingerprint.encode(), value=alert.model_dump_json().encode()
+                )
+
+    @app.agent(alerts_topic, name="notify")
+    async def notify(stream: Any) -> None:
+        async for value in stream:
+            alert = Alert.model_validate_json(value)
+            for sink in sinks:
+                delivered = await deliver(sink, [alert])
+                metrics.DELIVERIES.labels(
+                    sink=sink.name, outcome="ok" if delivered else "failed"
+                ).inc()
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        body, content_type = metrics.exposition()
+        response = web.bytes(body, content_type="text/plain")
+        # aiohttp refuses parameters in content_type; Prometheus wants its `version=` one.
+        response.headers["Content-Type"] = content_type
+        return response
+
+    @app.page("/kpis")
+    async def kpis_page(web: Any, request: Any) -> Any:
+        return web.json(
+            {"buckets": dict(state.buckets.items()), "inventory": dict(state.inventory.items())}
+        )
+
+    return app
+
+
+async def _dead_letter(topic: Any, message: Any, reason: str) -> None:
+    log.warning(
+        "dead-lettered %s/%s/%s: %s", message.topic, message.partition, message.offset, reason
+    )
+    metrics.DEAD_LETTERED.labels(topic=message.topic).inc()
+    await topic.send(
+        key=message.key,
+        value=dead_letter_record(
+            message.topic, message.partition, message.offset, message.value, reason
+        ),
+    )
+
+
+def dead_letter_record(
+    topic: str, partition: int, offset: int, value: bytes | None, reason: str
+) -> bytes:
+    """What a dead-lettered event looks like: the reason, where it came from, and its bytes."""
+    text: str | None
+    try:
+        text = value.decode() if value is not None else None
+    except UnicodeDecodeError:
+        text = None
+    record: dict[str, Any] = {
+        "reason": reason,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "value": text,
+        "value_base64": base64.b64encode(value).decode() if value is not None else None,
+        "dead_lettered_at": datetime.now(UTC).isoformat(),
+    }
+    return json.dumps(record).encode()

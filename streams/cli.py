@@ -1,0 +1,283 @@
+"""The `kpiwatch` command: demo, replay, simulate, produce, worker, rules."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rules.alerts import Alert
+from rules.errors import ConfigError, InvalidEventError, KpiwatchError
+from rules.load import RuleSet, load_default, load_paths
+from rules.schema import json_schema
+from sinks.console import alert_json, alert_text
+from streams.settings import Settings
+
+log = logging.getLogger("kpiwatch")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.run(args)
+    except ConfigError as exc:
+        print(f"kpiwatch: {len(exc.problems)} problem(s) in the rules:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except KpiwatchError as exc:
+        print(f"kpiwatch: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `kpiwatch replay ... | head`
+        return 0
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kpiwatch",
+        description="Real-time KPI alerts for e-commerce sellers. Start with `kpiwatch demo`.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the embedded engine on simulated traffic and show the alerts",
+        description="Simulate a few stores (Amazon US/JP, Shopee MY) with a stockout and an ACoS "
+        "spike in them, run the default rules over it in-process (no Kafka, no Redis) "
+        "and print the alerts.",
+    )
+    _simulation_args(demo)
+    demo.add_argument("--json", action="store_true", help="print alerts as JSON lines")
+    demo.set_defaults(run=_demo)
+
+    replay = commands.add_parser(
+        "replay",
+        help="run rules over a JSON-lines event file, in-process",
+        description="Validate, aggregate and evaluate every event of EVENTS_FILE in file order, "
+        "exactly as the worker does, and print each alert as one JSON line. "
+        "Rejected lines are reported on stderr with file:line and reason.",
+    )
+    replay.add_argument("events", type=Path, metavar="EVENTS_FILE")
+    replay.add_argument(
+        "--rules",
+        type=Path,
+        action="append",
+        metavar="PATH",
+        help="rule file or folder (repeatable; default: the shipped rules)",
+    )
+    replay.add_argument(
+        "--dead-letter",
+        type=Path,
+        metavar="FILE",
+        help="also write rejected lines to FILE as JSON with their reason",
+    )
+    replay.set_defaults(run=_replay)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="print simulated events as JSON lines",
+        description="Print the simulator's events (the same traffic `kpiwatch demo` uses) as "
+        "JSON lines, for `kpiwatch replay` or `kpiwatch produce`.",
+    )
+    _simulation_args(simulate)
+    simulate.set_defaults(run=_simulate)
+
+    produce = commands.add_parser(
+        "produce",
+        help="validate a JSON-lines event file and put it on the Kafka topics",
+        description="Create the topics if needed and produce each valid event to its topic, "
+        "keyed by store_id. Broker and topic prefix come from KPIWATCH_KAFKA_BOOTSTRAP "
+        "and KPIWATCH_TOPIC_PREFIX unless given.",
+    )
+    produce.add_argument("events", type=Path, metavar="EVENTS_FILE")
+    _kafka_args(produce)
+    produce.set_defaults(run=_produce)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run the Kafka runtime (Faust worker)",
+        description="Consume the event topics, keep KPI tables, evaluate rules and deliver alerts "
+        "to the alerts topic, the console and (if KPIWATCH_WEBHOOK_URL is set) a JSON "
+        "webhook. Metrics on http://WEB_HOST:WEB_PORT/metrics. Stop with Ctrl-C or "
+        "SIGTERM.",
+    )
+    _kafka_args(worker)
+    worker.add_argument(
+        "--rules",
+        type=Path,
+        action="append",
+        metavar="PATH",
+        help="rule file or folder (repeatable; default: KPIWATCH_RULES or shipped)",
+    )
+    worker.add_argument("--web-port", type=int, help="HTTP port (default 6066)")
+    worker.add_argument("--instance-id", help="static group membership id for this worker")
+    worker.add_argument("--no-console", action="store_true", help="do not print alerts on stdout")
+    worker.set_defaults(run=_worker)
+
+    rules = commands.add_parser("rules", help="check rule files, export their JSON Schema")
+    rule_commands = rules.add_subparsers(title="rules commands", required=True, metavar="COMMAND")
+    check = rule_commands.add_parser(
+        "check",
+        help="report every problem in rule files, with file and line",
+        description="Exit 0 when all files are valid, 2 with every problem listed otherwise.",
+    )
+    check.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    check.set_defaults(run=_rules_check)
+    schema = rule_commands.add_parser("schema", help="print the JSON Schema of rule files")
+    schema.set_defaults(run=_rules_schema)
+    return parser
+
+
+def _simulation_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stores", type=int, default=3, help="number of stores (default 3)")
+    parser.add_argument("--skus", type=int, default=4, help="SKUs per store (default 4)")
+    parser.add_argument("--hours", type=int, default=48, help="hours of traffic (default 48)")
+    parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    parser.add_argument(
+        "--start",
+        type=datetime.fromisoformat,
+        help="first hour, ISO 8601 with zone (default: 2 days ago, UTC)",
+    )
+
+
+def _kafka_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", help="Kafka bootstrap host:port (KPIWATCH_KAFKA_BOOTSTRAP)")
+    parser.add_argument("--topic-prefix", help="prefix of every topic (KPIWATCH_TOPIC_PREFIX)")
+
+
+def _rules(paths: Sequence[Path] | None) -> RuleSet:
+    return load_paths(paths) if paths else load_default()
+
+
+def _simulated(args: argparse.Namespace) -> list[bytes]:
+    from connectors.simulator import simulate
+    from streams.events import encode
+
+    start = args.start or (datetime.now(UTC) - timedelta(hours=args.hours)).replace(
+        minute=0, second=0, microsecond=0
+    )
+    if start.tzinfo is None:
+        raise KpiwatchError("--start needs a time zone, e.g. 2026-11-20T00:00:00+00:00")
+    events = simulate(start, hours=args.hours, stores=args.stores, skus=args.skus, seed=args.seed)
+    return [encode(event) for event in events]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from streams.embedded import replay
+    from streams.events import RawRecord
+
+    lines = _simulated(args)
+    print(
+        f"kpiwatch demo: {len(lines)} simulated events from {args.stores} stores over "
+        f"{args.hours} h, default rules, embedded runtime",
+        file=sys.stderr,
+    )
+    records = (RawRecord(source=f"simulator:{n}", value=v) for n, v in enumerate(lines, 1))
+    emit = alert_json if args.json else alert_text
+    report = replay(records, _rules(None), lambda alert: print(emit(alert), flush=True))
+    print(f"kpiwatch demo: {report.events} events, {report.alerts} alerts", file=sys.stderr)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from connectors.files import read_jsonl
+    from streams.embedded import replay
+
+    if not args.events.is_file():
+        raise KpiwatchError(f"{args.events}: no such file")
+    rules = _rules(args.rules)
+    dead_letter = args.dead_letter.open("w", encoding="utf-8") if args.dead_letter else None
+
+    def reject(exc: InvalidEventError) -> None:
+        print(f"rejected {exc}", file=sys.stderr)
+        if dead_letter is not None:
+            dead_letter.write(json.dumps({"source": exc.source, "reason": exc.reason}) + "\n")
+
+    def emit(alert: Alert) -> None:
+        print(alert_json(alert), flush=False)
+
+    try:
+        report = replay(read_jsonl(args.events), rules, emit, reject)
+    finally:
+        if dead_letter is not None:
+            dead_letter.close()
+    sys.stdout.flush()
+    print(
+        f"kpiwatch replay: {report.events} events, {len(report.rejected)} rejected, "
+        f"{report.alerts} alerts",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    for line in _simulated(args):
+        out.write(line + b"\n")
+    out.flush()
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "kafka_bootstrap": args.broker,
+        "topic_prefix": args.topic_prefix,
+        "rules": getattr(args, "rules", None),
+        "web_port": getattr(args, "web_port", None),
+        "instance_id": getattr(args, "instance_id", None),
+    }
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from connectors.files import read_jsonl
+    from connectors.kafka import EventProducer, ensure_topics
+    from streams.events import TOPICS
+
+    settings = _settings(args)
+
+    async def run() -> tuple[int, list[InvalidEventError]]:
+        names = [settings.topic(name) for name in TOPICS.values()]
+        await ensure_topics(settings.kafka_bootstrap, names, settings.partitions)
+        async with EventProducer(settings.kafka_bootstrap, settings.topic_prefix) as producer:
+            return await producer.send_records(read_jsonl(args.events))
+
+    sent, rejected = asyncio.run(run())
+    for exc in rejected:
+        print(f"rejected {exc}", file=sys.stderr)
+    print(f"kpiwatch produce: {sent} events sent, {len(rejected)} rejected", file=sys.stderr)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    return run_worker(_settings(args), console=not args.no_console)
+
+
+def _rules_check(args: argparse.Namespace) -> int:
+    rules = load_paths(args.paths)
+    print(f"ok: {len(rules)} rule(s) in {len(args.paths)} path(s)")
+    return 0
+
+
+def _rules_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

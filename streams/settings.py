@@ -1,0 +1,35 @@
+"""Worker settings from the environment (KPIWATCH_*) or a secrets folder, never hard-coded.
+
+Secrets are SecretStr: printing the settings shows '**********'.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KPIWATCH_", secrets_dir=None, extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    # Prefix for every topic and the Faust app id, so several deployments (or tests) share a broker.
+    topic_prefix: str = ""
+    app_id: str = "kpiwatch"
+    partitions: int = Field(default=4, ge=1)
+    rules: list[Path] = []
+    webhook_url: SecretStr | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    data_dir: Path = Path(".kpiwatch")
+    # Faust's 60 s defaults make a first join take ~30 s and a restart ~100 s on these machines.
+    session_timeout_s: float = 10.0
+    rebalance_timeout_s: float = 10.0
+    # Static membership: a restarted worker with the same id takes its partitions back without a
+    # full rebalance.
+    instance_id: str | None = None
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"

@@ -1,0 +1,65 @@
+"""Marketplace-local time: which zone a marketplace keeps its days in, and the day windows.
+
+An Amazon JP "day" is a JST day, an Amazon US day a Pacific day; a daylight-saving day has 23 or
+25 hours, which falls out of computing both ends in the zone rather than adding 24 hours.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Final
+from zoneinfo import ZoneInfo
+
+from rules.kpis import Window
+
+# Zones the marketplaces themselves report in. Platform-specific entries win over the country.
+PLATFORM_ZONES: Final[dict[tuple[str, str], str]] = {
+    ("amazon", "US"): "America/Los_Angeles",
+    ("amazon", "CA"): "America/Los_Angeles",
+    ("amazon", "MX"): "America/Los_Angeles",
+}
+COUNTRY_ZONES: Final[dict[str, str]] = {
+    "US": "America/New_York",
+    "CA": "America/Toronto",
+    "MX": "America/Mexico_City",
+    "BR": "America/Sao_Paulo",
+    "GB": "Europe/London",
+    "DE": "Europe/Berlin",
+    "FR": "Europe/Paris",
+    "IT": "Europe/Rome",
+    "ES": "Europe/Madrid",
+    "JP": "Asia/Tokyo",
+    "CN": "Asia/Shanghai",
+    "SG": "Asia/Singapore",
+    "MY": "Asia/Kuala_Lumpur",
+    "TH": "Asia/Bangkok",
+    "VN": "Asia/Ho_Chi_Minh",
+    "PH": "Asia/Manila",
+    "ID": "Asia/Jakarta",
+    "TW": "Asia/Taipei",
+    "KR": "Asia/Seoul",
+    "AU": "Australia/Sydney",
+    "AE": "Asia/Dubai",
+    "SA": "Asia/Riyadh",
+    "IN": "Asia/Kolkata",
+}
+
+
+def marketplace_zone(platform: str, marketplace: str) -> ZoneInfo:
+    """The time zone a marketplace's days are counted in (UTC where we know none)."""
+    name = PLATFORM_ZONES.get((platform, marketplace)) or COUNTRY_ZONES.get(marketplace, "UTC")
+    return ZoneInfo(name)
+
+
+def local_day(moment: datetime, zone: ZoneInfo) -> Window:
+    """The marketplace-local calendar day that `moment` falls in."""
+    day = moment.astimezone(zone).date()
+    return day_window(day, zone)
+
+
+def day_window(day: date, zone: ZoneInfo) -> Window:
+    """The local day `day` as UTC instants: aware datetimes sharing one ZoneInfo subtract as wall
+    clocks (a 23-hour day would come out as 24), UTC ones as elapsed time."""
+    start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+    return Window(start=start, end=end, label=day.isoformat())
