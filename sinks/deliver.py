@@ -1,0 +1,42 @@
+"""Hand alerts to a sink with bounded retries: exponential backoff, honouring Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+
+from rules.alerts import Alert
+from sinks.base import Sink, SinkError
+
+log = logging.getLogger(__name__)
+
+
+async def deliver(
+    sink: Sink,
+    alerts: Sequence[Alert],
+    *,
+    attempts: int = 5,
+    base_delay: float = 0.5,
+    max_delay: float = 30.0,
+) -> bool:
+    """Try up to `attempts` times; True when delivered. A non-retryable refusal stops at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await sink.send(alerts)
+        except SinkError as exc:
+            if not exc.retryable or attempt == attempts:
+                log.error(
+                    "giving up on %d alert(s) after %d attempt(s): %s", len(alerts), attempt, exc
+                )
+                return False
+            backoff = min(max_delay, base_delay * 2 ** (attempt - 1))
+            delay = exc.retry_after if exc.retry_after is not None else backoff
+            # Jitter spreads the retries of many workers hitting one robot.
+            delay *= 1 + random.random() * 0.2  # noqa: S311 - not cryptography
+            log.warning("%s; retrying in %.1fs (attempt %d/%d)", exc, delay, attempt, attempts)
+            await asyncio.sleep(delay)
+        else:
+            return True
+    return False
