@@ -1,0 +1,191 @@
+"""What the integration tests share: service discovery, worker subprocesses, a webhook server
+and reading topics of the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = REPO / "deploy" / "services.sh"
+
+
+def services_sh(*args: str) -> str:
+    result = subprocess.run(
+        ["bash", str(SERVICES), *args], capture_output=True, text=True, check=False, timeout=600
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"services.sh {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+@dataclass(frozen=True)
+class Services:
+    kafka_bootstrap: str
+    redis_url: str
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class WorkerProcess:
+    """One `kpiwatch worker` subprocess, its output in files; started and stopped by its PID."""
+
+    env: dict[str, str]
+    workdir: Path
+    web_port: int
+    name: str
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"{self.name}-{self.starts}.stderr"
+
+    @property
+    def out(self) -> Path:
+        return self.workdir / f"{self.name}-{self.starts}.stdout"
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.starts += 1
+        with self.out.open("wb") as out, self.log.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                env=self.env,
+                cwd=self.workdir,
+                stdout=out,
+                stderr=err,
+            )
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.tail()}")
+            if "Ready" in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.tail()}")
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            raise
+        finally:
+            self.process = None
+
+    def kpis(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.url}/kpis", timeout=10)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Webhook:
+    """A real HTTP server on 127.0.0.1 that records each JSON body it is sent."""
+
+    url: str
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return [alert for body in list(self.bodies) for alert in body["alerts"]]
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, until: Callable[[list[Any]], bool], timeout: float = 90.0
+) -> list[dict[str, Any]]:
+    """Every record of `topic` as JSON, once `until(records)` holds and the reader has caught up
+    with the end of every partition (so extra, unexpected records are seen too)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = await _partitions(bootstrap, topic, deadline)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            for messages in batches.values():
+                records.extend(
+                    {**json.loads(m.value), "_partition": m.partition, "_offset": m.offset}
+                    for m in messages
+                )
+            if until(records) and await _caught_up(consumer, partitions):
+                break
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(bootstrap: str, topic: str, deadline: float) -> list[TopicPartition]:
+    # The admin client, not consumer metadata: asking a broker's metadata about a missing topic
+    # would auto-create it with the wrong partition count.
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        while time.monotonic() < deadline:
+            if topic in await admin.list_topics():
+                [described] = await admin.describe_topics([topic])
+                if described["partitions"]:
+                    return [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+            await asyncio.sleep(0.3)
+    finally:
+        await admin.close()
+    raise TimeoutError(f"topic {topic} did not appear")
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> bool:
+    ends = await consumer.end_offsets(partitions)
+    positions = {tp: await consumer.position(tp) for tp in partitions}
+    return all(positions[tp] >= ends[tp] for tp in partitions)
+
+
+def alert_identity(alert: dict[str, Any]) -> tuple[Any, ...]:
+    """What must be equal between the two runtimes for 'the same alert'."""
+    return (
+        alert["rule"],
+        alert["fingerprint"],
+        alert["status"],
+        alert["severity"],
+        alert["at"],
+        alert["value"],
+        alert["threshold"],
+        alert["window_start"],
+    )

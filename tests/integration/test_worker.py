@@ -1,0 +1,188 @@
+"""The Kafka runtime end to end on the real broker: events in, KPI tables, alerts out on the
+topic and at a webhook, bad input dead-lettered, and state recovered after a restart. Each result
+is compared with the embedded runtime (`kpiwatch replay`) on the same events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from integration.conftest import WorkerFactory
+from integration.support import Services, Webhook, WorkerProcess, alert_identity, read_topic
+
+from connectors.kafka import EventProducer, ensure_topics
+from connectors.simulator import simulate
+from streams.events import TOPICS, encode
+from streams.kpi import State
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 11, 20, tzinfo=UTC)
+BAD = [b"{broken json", b'{"type": "order", "event_id": "no-fields"}', b"\xff\xfe\x00"]
+
+
+def write_events(path: Path, hours: int = 48) -> list[bytes]:
+    lines = [encode(event) for event in simulate(START, hours=hours)]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return lines
+
+
+def replay(path: Path) -> list[dict[str, Any]]:
+    """Run the embedded runtime exactly as a user would: the CLI, in a subprocess."""
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def embedded_tables(lines: list[bytes]) -> dict[str, Any]:
+    from rules.load import load_default
+    from streams.embedded import replay as run
+    from streams.events import RawRecord
+
+    state = State()
+    run(
+        (RawRecord(source=str(n), value=v) for n, v in enumerate(lines)),
+        load_default(),
+        lambda alert: None,
+        state=state,
+    )
+    return {"buckets": dict(state.buckets), "inventory": dict(state.inventory)}
+
+
+async def produce(
+    services: Services, prefix: str, lines: list[bytes], bad_after: dict[int, bytes] | None = None
+) -> None:
+    from streams.events import RawRecord
+
+    names = [prefix + name for name in (*TOPICS.values(), "alerts", "dead-letter")]
+    await ensure_topics(services.kafka_bootstrap, names, 4)
+    async with EventProducer(services.kafka_bootstrap, prefix) as producer:
+        for number, line in enumerate(lines):
+            await producer.send(RawRecord(source=str(number), value=line).decode())
+            if bad_after and number in bad_after:
+                await producer.send_raw(prefix + "orders", bad_after[number], key=b"amazon-us-01")
+        await producer.send_raw(prefix + "orders", b"", key=None)  # an empty message, too
+
+
+async def test_events_to_alerts_tables_and_dead_letters(
+    services: Services, prefix: str, worker_factory: WorkerFactory, webhook: Webhook, tmp_path: Path
+) -> None:
+    lines = write_events(tmp_path / "events.jsonl")
+    expected = replay(tmp_path / "events.jsonl")
+    assert {a["rule"] for a in expected} >= {"stockout", "acos-high-jp"}
+
+    await produce(services, prefix, lines, bad_after={5: BAD[0], 300: BAD[1], 600: BAD[2]})
+    worker: WorkerProcess = worker_factory(prefix, webhook=webhook.url)
+    worker.start()
+
+    alerts = await read_topic(
+        services.kafka_bootstrap, prefix + "alerts", until=lambda got: len(got) >= len(expected)
+    )
+    assert Counter(map(alert_identity, alerts)) == Counter(map(alert_identity, expected))
+
+    dead = await read_topic(
+        services.kafka_bootstrap, prefix + "dead-letter", until=lambda got: len(got) >= 4
+    )
+    reasons = sorted(record["reason"] for record in dead)
+    assert len(dead) == 4
+    assert any(r.startswith("not valid JSON") for r in reasons)
+    assert any("occurred_at: Field required" in r for r in reasons)
+    assert all(record["topic"] == prefix + "orders" for record in dead)
+    assert all(isinstance(record["offset"], int) for record in dead)
+    undecodable = next(r for r in dead if r["value"] is None and r["value_base64"] == "//4A")
+    assert undecodable["reason"].startswith("not valid JSON")
+
+    tables = embedded_tables(lines)
+    assert await _eventually(worker.kpis, tables) == tables
+    await _wait_for(lambda: len(webhook.alerts()) >= len(expected))
+    assert Counter(map(alert_identity, webhook.alerts())) == Counter(map(alert_identity, expected))
+
+
+async def test_restart_recovers_tables_and_does_not_alert_twice(
+    services: Services, prefix: str, worker_factory: WorkerFactory, tmp_path: Path
+) -> None:
+    lines = write_events(tmp_path / "all.jsonl")
+    half = len(lines) // 2
+    (tmp_path / "first.jsonl").write_bytes(b"\n".join(lines[:half]) + b"\n")
+    first_alerts = replay(tmp_path / "first.jsonl")
+    all_alerts = replay(tmp_path / "all.jsonl")
+    assert 0 < len(first_alerts) < len(all_alerts)
+
+    await produce(services, prefix, lines[:half])
+    worker: WorkerProcess = worker_factory(prefix, instance_id=f"{prefix}w1")
+    worker.start()
+    await read_topic(
+        services.kafka_bootstrap, prefix + "alerts", until=lambda got: len(got) >= len(first_alerts)
+    )
+    before = embedded_tables(lines[:half])
+    assert await _eventually(worker.kpis, before) == before
+    worker.stop()
+
+    worker.start()
+    assert worker.kpis() == before, "tables must come back from their changelog"
+    await produce(services, prefix, lines[half:])
+    alerts = await read_topic(
+        services.kafka_bootstrap, prefix + "alerts", until=lambda got: len(got) >= len(all_alerts)
+    )
+    assert Counter(map(alert_identity, alerts)) == Counter(map(alert_identity, all_alerts))
+    tables = embedded_tables(lines)
+    assert await _eventually(worker.kpis, tables) == tables
+
+
+async def test_web_server_listens_on_loopback_only(
+    services: Services, prefix: str, worker_factory: WorkerFactory
+) -> None:
+    worker: WorkerProcess = worker_factory(prefix)
+    worker.start()
+    listening = _listening_addresses(worker.web_port)
+    assert listening == {"127.0.0.1"}, f"web server bound to {listening}"
+    metrics = httpx.get(f"{worker.url}/metrics", timeout=10).text
+    assert "kpiwatch_events_in_total" in metrics
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses in LISTEN state on `port`, from /proc/net/tcp{,6}."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            local, state = row.split()[1], row.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                if len(address) == 8:
+                    found.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+                else:
+                    found.add("::" if set(address) == {"0"} else address)
+    return found
+
+
+async def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.2)
+
+
+async def _eventually(read: Callable[[], Any], expected: Any, timeout: float = 60.0) -> Any:
+    """Poll `read` until it returns `expected` (the worker may still be catching up); return
+    the last value read, so the caller's assert shows the difference if it never matched."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while value != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        value = read()
+    return value

@@ -1,0 +1,204 @@
+"""Bad rule files, one per mistake: the exact message (file:line: what) a rule author reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rules.errors import ConfigError, Problem
+from rules.load import load_paths, load_text
+
+BAD = Path(__file__).parent / "bad"
+
+KNOWN_KPIS = "acos, ad_sales, ad_spend, available, clicks, gmv, impressions, inbound, orders, units"
+
+# file name -> (line, message) of each problem, in order.
+EXPECTED: dict[str, list[tuple[int | None, str]]] = {
+    "unknown-key.yaml": [(6, "unknown key 'severity'")],
+    "unknown-kpi.yaml": [
+        (2, f"rule 'refunds-high': unknown kpi 'refund_rate' (known: {KNOWN_KPIS})"),
+    ],
+    "missing-thresholds.yaml": [(2, "missing required key 'thresholds'")],
+    "bad-threshold-text.yaml": [
+        (5, "warning: cannot read 'more than 35%': write it as '> 35%', '< 10' or '>= 20 USD'"),
+    ],
+    "percent-on-count.yaml": [
+        (2, "rule 'stockout': '< 10%' is a percentage but available is a count"),
+    ],
+    "currency-on-ratio.yaml": [
+        (2, "rule 'acos-high': '> 20 USD' has a currency but acos is a ratio"),
+    ],
+    "window-on-available.yaml": [
+        (2, "rule 'stockout': kpi 'available' is a latest value and takes no window"),
+    ],
+    "scope-not-available.yaml": [
+        (
+            2,
+            "rule 'acos-by-marketplace': kpi 'acos' cannot be grouped by ['marketplace']; "
+            "use ['store'] or ['sku', 'store']",
+        ),
+    ],
+    "require-unknown-kpi.yaml": [
+        (2, "rule 'acos-high': require names 'spend', not a KPI of this scope"),
+    ],
+    "duplicate-names.yaml": [
+        (7, f"rule name 'acos-high' is already used at {BAD / 'duplicate-names.yaml'}:2"),
+    ],
+    # The unclosed quote is on line 5; the parser only notices at the end of the file.
+    "invalid-yaml.yaml": [(6, "not valid YAML: found unexpected end of stream")],
+    "empty.yaml": [(None, "the file is empty; expected 'rules:'")],
+    "bad-severity.yaml": [(5, "[key]: Input should be 'warning' or 'critical'")],
+}
+
+
+def problems_of(path: Path) -> list[Problem]:
+    with pytest.raises(ConfigError) as caught:
+        load_paths([path])
+    return caught.value.problems
+
+
+def test_every_bad_file_has_an_expected_message() -> None:
+    assert sorted(p.name for p in BAD.glob("*.yaml")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(EXPECTED.items()))
+def test_bad_file_reports_line_and_message(
+    name: str, expected: list[tuple[int | None, str]]
+) -> None:
+    path = BAD / name
+    problems = problems_of(path)
+    assert [(p.line, p.message) for p in problems] == expected
+    assert all(p.file == str(path) for p in problems)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bad_file_error_text_is_file_colon_line_colon_message(name: str) -> None:
+    path = BAD / name
+    with pytest.raises(ConfigError) as caught:
+        load_paths([path])
+    lines = [
+        f"{path}:{line}: {message}" if line is not None else f"{path}: {message}"
+        for line, message in EXPECTED[name]
+    ]
+    assert str(caught.value) == "\n".join(lines)
+
+
+def test_two_broken_rules_in_one_file_give_two_problems() -> None:
+    text = """\
+rules:
+  - name: refunds-high
+    kpi: refund_rate
+    thresholds:
+      warning: "> 5%"
+
+  - name: stockout
+    kpi: available
+    by: [store, sku]
+    window: 1d
+    thresholds:
+      critical: "< 1"
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_text(text, "two.yaml")
+    assert [str(p) for p in caught.value.problems] == [
+        f"two.yaml:2: rule 'refunds-high': unknown kpi 'refund_rate' (known: {KNOWN_KPIS})",
+        "two.yaml:7: rule 'stockout': kpi 'available' is a latest value and takes no window",
+    ]
+
+
+def test_two_schema_mistakes_in_one_file_give_two_problems() -> None:
+    text = """\
+rules:
+  - name: acos-high
+    kpi: acos
+    thresholds:
+      warning: "> 35%"
+    colour: red
+  - name: stockout
+    kpi: available
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_text(text, "two.yaml")
+    assert [str(p) for p in caught.value.problems] == [
+        "two.yaml:6: unknown key 'colour'",
+        "two.yaml:7: missing required key 'thresholds'",
+    ]
+
+
+def test_one_rule_with_several_mistakes_reports_each() -> None:
+    text = """\
+rules:
+  - name: stockout
+    kpi: available
+    by: [store, sku]
+    window: 1d
+    thresholds:
+      critical: "< 1%"
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_text(text, "r.yaml")
+    assert [p.message for p in caught.value.problems] == [
+        "rule 'stockout': kpi 'available' is a latest value and takes no window",
+        "rule 'stockout': '< 1%' is a percentage but available is a count",
+    ]
+
+
+def test_problems_of_several_files_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_paths([BAD / "unknown-key.yaml", BAD / "empty.yaml"])
+    assert [(Path(p.file).name, p.line) for p in caught.value.problems] == [
+        ("unknown-key.yaml", 6),
+        ("empty.yaml", None),
+    ]
+
+
+def test_a_missing_path_is_a_problem(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_paths([missing])
+    assert [str(p) for p in caught.value.problems] == [f"{missing}: no such file or folder"]
+
+
+def test_a_file_without_rules_key_is_a_problem() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_text("rule:\n  - name: x\n", "f.yaml")
+    assert [str(p) for p in caught.value.problems] == [
+        "f.yaml:1: missing required key 'rules'",
+        "f.yaml:1: unknown key 'rule'",
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="rules/load.py:91-99: any schema error in one rule stops the whole file before "
+    "the catalog checks (_check) run, so a second rule's unknown kpi is not reported until "
+    "the first is fixed: not 'every problem at once'",
+)
+def test_schema_and_catalog_mistakes_in_different_rules_are_reported_together() -> None:
+    text = """\
+rules:
+  - name: acos-high
+    kpi: acos
+    thresholds:
+      warning: "> 35%"
+    colour: red
+  - name: refunds-high
+    kpi: refund_rate
+    thresholds:
+      warning: "> 5%"
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_text(text, "two.yaml")
+    assert [p.line for p in caught.value.problems] == [6, 7]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="rules/load.py:89-110: load_text (which load_default uses) never checks duplicate "
+    "names; only load_paths does (line 77). Two rules with one name share a fingerprint "
+    "and so one alert state",
+)
+def test_load_text_rejects_duplicate_rule_names() -> None:
+    with pytest.raises(ConfigError):
+        load_text((BAD / "duplicate-names.yaml").read_text("utf-8"), "dup.yaml")
