@@ -32,7 +32,9 @@ async def deliver(
                 )
                 return False
             backoff = min(max_delay, base_delay * 2 ** (attempt - 1))
-            delay = exc.retry_after if exc.retry_after is not None else backoff
+            # A receiver's Retry-After is honoured up to max_delay: a robot asking for a day
+            # must not park the whole delivery stream.
+            delay = min(max_delay, exc.retry_after) if exc.retry_after is not None else backoff
             # Jitter spreads the retries of many workers hitting one robot.
             delay *= 1 + random.random() * 0.2  # noqa: S311 - not cryptography
             log.warning("%s; retrying in %.1fs (attempt %d/%d)", exc, delay, attempt, attempts)

@@ -8,6 +8,7 @@ import httpx
 from pydantic import SecretStr
 
 from rules.alerts import Alert
+from sinks import redact
 from sinks.base import SinkError
 
 
@@ -18,6 +19,7 @@ class WebhookSink:
         self.name = name
         self._url = url
         self._client = client
+        redact.install()
 
     async def send(self, alerts: Sequence[Alert]) -> None:
         body = {"version": "1", "alerts": [alert.model_dump(mode="json") for alert in alerts]}
@@ -38,10 +40,9 @@ class WebhookSink:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
+    """Retry-After in seconds (RFC 9110: 1*DIGIT); an HTTP date or anything else is ignored,
+    and the caller caps the wait anyway."""
+    value = response.headers.get("retry-after", "").strip()
+    if value.lstrip("-").isdigit():
         return max(0.0, float(value))
-    except ValueError:
-        return None
+    return None
