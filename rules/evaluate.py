@@ -43,20 +43,24 @@ def evaluate(rule: CompiledRule, snapshot: Snapshot) -> Evaluation:
             )
     if value is None:
         return Evaluation(rule, snapshot, None, None, None, False, f"{rule.kpi.name} is undefined")
+    if any(_other_currency(t, snapshot.currency) for _, t in rule.thresholds):
+        return Evaluation(
+            rule, snapshot, None, value, None, False, f"thresholds are not in {snapshot.currency}"
+        )
     for severity, threshold in rule.thresholds:
-        if _holds(threshold, value, snapshot.currency):
+        if threshold.holds(value):
             return Evaluation(rule, snapshot, severity, value, threshold)
-    return Evaluation(rule, snapshot, None, value, rule.thresholds[-1][1])
+    return Evaluation(rule, snapshot, None, value, None)
 
 
 def _holds(threshold: Threshold, value: Decimal | None, currency: str | None) -> bool:
-    if value is None:
-        return False
+    return value is not None and not _other_currency(threshold, currency) and threshold.holds(value)
+
+
+def _other_currency(threshold: Threshold, currency: str | None) -> bool:
     # A money threshold in one currency says nothing about a scope that sells in another;
     # such scopes are not judged until reporting-currency conversion exists.
-    if threshold.unit not in (None, "%") and threshold.unit != currency:
-        return False
-    return threshold.holds(value)
+    return threshold.unit not in (None, "%") and threshold.unit != currency
 
 
 def _passes_filters(rule: CompiledRule, snapshot: Snapshot) -> bool:

@@ -36,12 +36,18 @@ def advance(states: AlertStates, evaluation: Evaluation) -> Alert | None:
         previous, snapshot.window.start if snapshot.window else None
     ):
         return None
+    firing = previous is not None and previous["severity"] is not None
     if evaluation.severity is None:
-        if previous is None:
+        if previous is None or not firing:
             return None
-        del states[key]
+        # Keep the newest window seen, so a late event of an older window cannot re-fire.
+        states[key] = {
+            "severity": None,
+            "since": snapshot.at.isoformat(),
+            "window_start": window_start,
+        }
         return _alert(evaluation, labels, key, previous["severity"], "resolved")
-    if previous is not None and previous["severity"] == evaluation.severity:
+    if firing and previous is not None and previous["severity"] == evaluation.severity:
         return None
     states[key] = {
         "severity": evaluation.severity,

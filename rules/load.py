@@ -18,7 +18,15 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from rules.errors import ConfigError, Problem
 from rules.kpis import CATALOG, IMPLICIT_LABELS, KpiSpec
-from rules.schema import SEVERITY_ORDER, Guard, RuleFile, RuleSpec, Severity, Threshold
+from rules.schema import (
+    SEVERITY_ORDER,
+    Guard,
+    RuleFile,
+    RuleSpec,
+    Severity,
+    Threshold,
+    is_currency,
+)
 
 DEFAULT_RULES = "default.yaml"
 
@@ -74,7 +82,7 @@ def load_paths(paths: Sequence[Path]) -> RuleSet:
             problems.extend(exc.problems)
         except OSError as exc:
             problems.append(Problem(str(path), None, f"cannot read: {exc.strerror}"))
-    problems.extend(_duplicate_names(compiled))
+    problems.extend(_duplicate_names(compiled))  # across files; load_text did each file
     if problems:
         raise ConfigError(problems)
     return RuleSet(compiled)
@@ -87,27 +95,68 @@ def load_default() -> RuleSet:
 
 
 def load_text(text: str, source: str) -> list[CompiledRule]:
+    """Compile one file's rules; every problem in it is reported at once."""
     document = _parse_yaml(text, source)
-    try:
-        spec = RuleFile.model_validate(_plain(document))
-    except ValidationError as exc:
-        raise ConfigError(
-            [
-                Problem(source, _line_of(document, error["loc"]), _message(error))
-                for error in exc.errors(include_url=False)
-            ]
-        ) from exc
     problems: list[Problem] = []
-    compiled = []
-    for index, rule in enumerate(spec.rules):
-        line = _line_of(document, ("rules", index))
-        rule_problems = _check(rule, source, line)
+    compiled: list[CompiledRule] = []
+    for index, raw in enumerate(_rule_items(document, source, problems)):
+        spec = _validate_rule(raw, document, index, source, problems)
+        if spec is None:
+            continue
+        rule_problems = [
+            Problem(source, _line_of(document, ("rules", index, key)), message)
+            for key, message in _check(spec)
+        ]
         problems.extend(rule_problems)
         if not rule_problems:
-            compiled.append(_compile(rule, source, line))
+            compiled.append(_compile(spec, source, _line_of(document, ("rules", index))))
+    problems.extend(_duplicate_names(compiled))
     if problems:
         raise ConfigError(problems)
     return compiled
+
+
+def _rule_items(document: Any, source: str, problems: list[Problem]) -> list[Any]:
+    """The raw rules of a file whose outer shape (`rules:` and nothing else) is right."""
+    try:
+        # The rules themselves are validated one by one, so that each gets its own problems.
+        shell = _plain(document)
+        if isinstance(shell, dict) and "rules" in shell:
+            shell["rules"] = []
+        RuleFile.model_validate(shell)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, document, (), source))
+        return []
+    rules = document.get("rules")
+    if not isinstance(rules, list):
+        problems.append(
+            Problem(
+                source,
+                _line_of(document, ("rules",)),
+                "rules: expected a list of rules, each starting with '- name:'",
+            )
+        )
+        return []
+    return [_plain(rule) for rule in rules]
+
+
+def _validate_rule(
+    raw: Any, document: Any, index: int, source: str, problems: list[Problem]
+) -> RuleSpec | None:
+    try:
+        return RuleSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, document, ("rules", index), source))
+        return None
+
+
+def _problems(
+    exc: ValidationError, document: Any, prefix: tuple[int | str, ...], source: str
+) -> list[Problem]:
+    return [
+        Problem(source, _line_of(document, (*prefix, *error["loc"])), _message(error))
+        for error in exc.errors(include_url=False)
+    ]
 
 
 def _expand(paths: Sequence[Path], problems: list[Problem]) -> list[Path]:
@@ -126,9 +175,12 @@ def _parse_yaml(text: str, source: str) -> Any:
     try:
         document = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # Where the broken construct started (an unclosed quote) beats where the parser gave up
+        # (often the end of the file).
+        mark = exc.context_mark or exc.problem_mark
         line = mark.line + 1 if mark is not None else None
-        raise ConfigError([Problem(source, line, f"not valid YAML: {exc.problem}")]) from exc
+        what = f"{exc.context}, {exc.problem}" if exc.context else str(exc.problem)
+        raise ConfigError([Problem(source, line, f"not valid YAML: {what}")]) from exc
     if document is None:
         raise ConfigError([Problem(source, None, "the file is empty; expected 'rules:'")])
     return document
@@ -162,38 +214,80 @@ def _line_of(document: Any, loc: Sequence[int | str]) -> int | None:
 
 def _message(error: Any) -> str:
     loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if loc and loc[-1] == "[key]":  # a mapping key that is not allowed, e.g. thresholds: severe:
+        parent = loc[-3] if len(loc) >= 3 else "file"
+        return (
+            f"{parent}: {error['input']!r} is not allowed here; {message[0].lower()}{message[1:]}"
+        )
     field = loc[-1] if loc else "file"
     if error["type"] == "extra_forbidden":
         return f"unknown key {field!r}"
     if error["type"] == "missing":
         return f"missing required key {field!r}"
-    message = str(error["msg"]).removeprefix("Value error, ")
     return f"{field}: {message}"
 
 
-def _check(rule: RuleSpec, source: str, line: int | None) -> list[Problem]:
-    """Cross-field checks that pydantic alone cannot express, all reported together."""
+def _check(rule: RuleSpec) -> list[tuple[str, str]]:
+    """Checks against the KPI catalog, as (key at fault, message), all reported together."""
     where = f"rule {rule.name!r}"
     spec = CATALOG.get(rule.kpi)
     if spec is None:
-        known = ", ".join(sorted(CATALOG))
-        return [Problem(source, line, f"{where}: unknown kpi {rule.kpi!r} (known: {known})")]
+        return [("kpi", f"{where}: unknown kpi {rule.kpi!r} (known: {_known()})")]
     problems = []
     level = _level(rule.by)
     if level not in spec.levels:
-        choices = " or ".join(str(sorted(lvl)) for lvl in sorted(spec.levels, key=len))
-        problems.append(f"{where}: kpi {spec.name!r} cannot be grouped by {rule.by}; use {choices}")
+        problems.append(
+            (
+                "by",
+                f"{where}: {spec.name} is kept {_levels_text(spec)}, not per "
+                f"{' and '.join(rule.by)}; write {_by_choices(spec)} and use "
+                f"filters: to pick marketplaces or stores",
+            )
+        )
     if rule.window is not None and not spec.windowed:
-        problems.append(f"{where}: kpi {spec.name!r} is a latest value and takes no window")
+        problems.append(
+            (
+                "window",
+                f"{where}: {spec.name} is a current level, not a total over time; remove window:",
+            )
+        )
     for threshold in rule.thresholds.values():
-        problems.extend(_unit_problems(where, spec, threshold))
+        problems.extend(("thresholds", m) for m in _unit_problems(where, spec, threshold))
     for guard in rule.require:
         guard_spec = CATALOG.get(guard.kpi)
-        if guard_spec is None or level not in guard_spec.levels:
-            problems.append(f"{where}: require names {guard.kpi!r}, not a KPI of this scope")
+        if guard_spec is None:
+            problems.append(
+                ("require", f"{where}: require: {guard.kpi!r} is not a KPI (known: {_known()})")
+            )
+        elif level not in guard_spec.levels:
+            problems.append(
+                (
+                    "require",
+                    f"{where}: require: {guard.kpi} is not kept per {' and '.join(sorted(level))}",
+                )
+            )
         else:
-            problems.extend(_unit_problems(where, guard_spec, guard.threshold))
-    return [Problem(source, line, message) for message in problems]
+            problems.extend(
+                ("require", m) for m in _unit_problems(where, guard_spec, guard.threshold)
+            )
+    return problems
+
+
+def _known() -> str:
+    return ", ".join(sorted(CATALOG))
+
+
+def _ordered(level: frozenset[str]) -> list[str]:
+    return sorted(level, key=["platform", "marketplace", "store", "sku"].index)
+
+
+def _levels_text(spec: KpiSpec) -> str:
+    return " or ".join(f"per {' and '.join(_ordered(lvl))}" for lvl in sorted(spec.levels, key=len))
+
+
+def _by_choices(spec: KpiSpec) -> str:
+    return " or ".join(f"by: [{', '.join(_ordered(lvl))}]" for lvl in sorted(spec.levels, key=len))
 
 
 def _unit_problems(where: str, spec: KpiSpec, threshold: Threshold) -> list[str]:
@@ -202,11 +296,15 @@ def _unit_problems(where: str, spec: KpiSpec, threshold: Threshold) -> list[str]
         return [f"{where}: '{threshold}' is a percentage but {spec.name} is a {spec.unit}"]
     if unit not in (None, "%") and spec.unit != "money":
         return [f"{where}: '{threshold}' has a currency but {spec.name} is a {spec.unit}"]
+    if unit not in (None, "%") and not is_currency(unit):
+        return [f"{where}: '{threshold}': {unit} is not an ISO 4217 currency code"]
     return []
 
 
 def _level(by: Sequence[str]) -> frozenset[str]:
-    return frozenset(by) - set(IMPLICIT_LABELS)
+    # A SKU code is only unique within its store, so grouping by sku means by store and sku.
+    level = frozenset(by) - set(IMPLICIT_LABELS)
+    return level | {"store"} if "sku" in level else level
 
 
 def _compile(rule: RuleSpec, file: str, line: int | None) -> CompiledRule:

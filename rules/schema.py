@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final, Literal
 
+import iso4217
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -33,10 +34,17 @@ _OPS: Final[dict[str, Callable[[Decimal, Decimal], bool]]] = {
     ">": operator.gt,
     "<": operator.lt,
 }
-_NUMBER = r"(?P<number>[0-9][0-9_,]*(?:\.[0-9]+)?)"
-_UNIT = r"(?P<unit>%|[A-Z]{3})"
-_THRESHOLD_RE: Final = re.compile(rf"^\s*(?P<op>>=|<=|>|<)\s*{_NUMBER}\s*{_UNIT}?\s*$")
-_GUARD_RE: Final = re.compile(r"^\s*(?P<kpi>[a-z_]+)\s+(?P<rest>.*)$")
+# Digits with optional thousands separators (1,000 or 1_000) and decimals.
+_NUMBER = r"[0-9]+(?:[,_][0-9]{3})*(?:\.[0-9]+)?"
+_OP = r">=|<=|>|<"
+_UNIT = r"%|[A-Z]{3}"
+_THRESHOLD_RE: Final = re.compile(
+    rf"^\s*(?P<op>{_OP})\s*(?P<number>{_NUMBER})\s*(?P<unit>{_UNIT})?\s*$"
+)
+# The same language without Python's named groups: JSON Schema patterns are ECMA-262 regexes.
+THRESHOLD_PATTERN: Final = rf"^\s*({_OP})\s*({_NUMBER})\s*({_UNIT})?\s*$"
+_GUARD_RE: Final = re.compile(r"^\s*(?P<kpi>[a-z_]+)\s*(?P<rest>[<>].*)$")
+GUARD_PATTERN: Final = rf"^\s*[a-z_]+\s*({_OP})\s*({_NUMBER})\s*({_UNIT})?\s*$"
 
 
 @dataclass(frozen=True)
@@ -98,20 +106,33 @@ ThresholdText = Annotated[
     Threshold,
     PlainValidator(parse_threshold),
     PlainSerializer(str, return_type=str),
-    WithJsonSchema(
-        {"type": "string", "pattern": _THRESHOLD_RE.pattern, "examples": ["> 35%", "< 10"]}
-    ),
+    WithJsonSchema({"type": "string", "pattern": THRESHOLD_PATTERN, "examples": ["> 35%", "< 10"]}),
 ]
 GuardText = Annotated[
     Guard,
     PlainValidator(parse_guard),
     PlainSerializer(str, return_type=str),
-    WithJsonSchema({"type": "string", "examples": ["ad_spend >= 20 USD"]}),
+    WithJsonSchema(
+        {"type": "string", "pattern": GUARD_PATTERN, "examples": ["ad_spend >= 20 USD"]}
+    ),
 ]
 
 
 def _listify(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
+
+
+def _one_or_many(item: dict[str, Any]) -> WithJsonSchema:
+    """The schema of a key that takes one value or a list of them (`require`, `filters`)."""
+    return WithJsonSchema({"anyOf": [item, {"type": "array", "items": item}]})
+
+
+def is_currency(code: str) -> bool:
+    """An ISO 4217 code that money can be counted in (not XAU, not XXX)."""
+    try:
+        return iso4217.Currency(code).exponent is not None
+    except ValueError:
+        return False
 
 
 class _Strict(BaseModel):
@@ -127,8 +148,15 @@ class RuleSpec(_Strict):
     by: Annotated[list[ScopeLabel], Field(min_length=1)] = ["store"]
     window: Literal["1d"] | None = None
     thresholds: Annotated[dict[Severity, ThresholdText], Field(min_length=1)]
-    require: Annotated[list[GuardText], BeforeValidator(_listify)] = []
-    filters: dict[ScopeLabel, Annotated[list[str], BeforeValidator(_listify)]] = {}
+    require: Annotated[
+        list[GuardText],
+        BeforeValidator(_listify),
+        _one_or_many({"type": "string", "pattern": GUARD_PATTERN}),
+    ] = []
+    filters: dict[
+        ScopeLabel,
+        Annotated[list[str], BeforeValidator(_listify), _one_or_many({"type": "string"})],
+    ] = {}
     labels: dict[str, str] = {}
 
 

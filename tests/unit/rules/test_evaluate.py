@@ -130,13 +130,6 @@ def test_money_threshold_in_the_snapshot_currency_is_judged() -> None:
     assert evaluation.severity == "warning"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rules/evaluate.py:46-49: a money threshold in another currency than the snapshot "
-    "makes _holds False, and evaluate then returns judged=True, severity=None (not "
-    "breached) instead of judged=False, contradicting the comment at line 55 and the guard "
-    "path; a mismatched snapshot would resolve a firing alert",
-)
 def test_money_threshold_in_another_currency_is_not_judged() -> None:
     sales_low = rule(
         'rules:\n  - name: sales-low\n    kpi: gmv\n    thresholds:\n      warning: "< 100 USD"\n'

@@ -17,38 +17,43 @@ KNOWN_KPIS = "acos, ad_sales, ad_spend, available, clicks, gmv, impressions, inb
 EXPECTED: dict[str, list[tuple[int | None, str]]] = {
     "unknown-key.yaml": [(6, "unknown key 'severity'")],
     "unknown-kpi.yaml": [
-        (2, f"rule 'refunds-high': unknown kpi 'refund_rate' (known: {KNOWN_KPIS})"),
+        (3, f"rule 'refunds-high': unknown kpi 'refund_rate' (known: {KNOWN_KPIS})"),
     ],
     "missing-thresholds.yaml": [(2, "missing required key 'thresholds'")],
     "bad-threshold-text.yaml": [
         (5, "warning: cannot read 'more than 35%': write it as '> 35%', '< 10' or '>= 20 USD'"),
     ],
     "percent-on-count.yaml": [
-        (2, "rule 'stockout': '< 10%' is a percentage but available is a count"),
+        (5, "rule 'stockout': '< 10%' is a percentage but available is a count"),
     ],
     "currency-on-ratio.yaml": [
-        (2, "rule 'acos-high': '> 20 USD' has a currency but acos is a ratio"),
+        (4, "rule 'acos-high': '> 20 USD' has a currency but acos is a ratio"),
     ],
     "window-on-available.yaml": [
-        (2, "rule 'stockout': kpi 'available' is a latest value and takes no window"),
+        (5, "rule 'stockout': available is a current level, not a total over time; remove window:"),
     ],
     "scope-not-available.yaml": [
         (
-            2,
-            "rule 'acos-by-marketplace': kpi 'acos' cannot be grouped by ['marketplace']; "
-            "use ['store'] or ['sku', 'store']",
+            4,
+            "rule 'acos-by-marketplace': acos is kept per store or per store and sku, not per "
+            "marketplace; write by: [store] or by: [store, sku] and use filters: to pick "
+            "marketplaces or stores",
         ),
     ],
     "require-unknown-kpi.yaml": [
-        (2, "rule 'acos-high': require names 'spend', not a KPI of this scope"),
+        (6, f"rule 'acos-high': require: 'spend' is not a KPI (known: {KNOWN_KPIS})"),
     ],
     "duplicate-names.yaml": [
         (7, f"rule name 'acos-high' is already used at {BAD / 'duplicate-names.yaml'}:2"),
     ],
-    # The unclosed quote is on line 5; the parser only notices at the end of the file.
-    "invalid-yaml.yaml": [(6, "not valid YAML: found unexpected end of stream")],
+    # The unclosed quote is on line 5, where the message points, not at the end of the file.
+    "invalid-yaml.yaml": [
+        (5, "not valid YAML: while scanning a quoted scalar, found unexpected end of stream"),
+    ],
     "empty.yaml": [(None, "the file is empty; expected 'rules:'")],
-    "bad-severity.yaml": [(5, "[key]: Input should be 'warning' or 'critical'")],
+    "bad-severity.yaml": [
+        (5, "thresholds: 'severe' is not allowed here; input should be 'warning' or 'critical'"),
+    ],
 }
 
 
@@ -102,8 +107,9 @@ rules:
     with pytest.raises(ConfigError) as caught:
         load_text(text, "two.yaml")
     assert [str(p) for p in caught.value.problems] == [
-        f"two.yaml:2: rule 'refunds-high': unknown kpi 'refund_rate' (known: {KNOWN_KPIS})",
-        "two.yaml:7: rule 'stockout': kpi 'available' is a latest value and takes no window",
+        f"two.yaml:3: rule 'refunds-high': unknown kpi 'refund_rate' (known: {KNOWN_KPIS})",
+        "two.yaml:10: rule 'stockout': available is a current level, not a total over time; "
+        "remove window:",
     ]
 
 
@@ -139,7 +145,7 @@ rules:
     with pytest.raises(ConfigError) as caught:
         load_text(text, "r.yaml")
     assert [p.message for p in caught.value.problems] == [
-        "rule 'stockout': kpi 'available' is a latest value and takes no window",
+        "rule 'stockout': available is a current level, not a total over time; remove window:",
         "rule 'stockout': '< 1%' is a percentage but available is a count",
     ]
 
@@ -169,12 +175,6 @@ def test_a_file_without_rules_key_is_a_problem() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rules/load.py:91-99: any schema error in one rule stops the whole file before "
-    "the catalog checks (_check) run, so a second rule's unknown kpi is not reported until "
-    "the first is fixed: not 'every problem at once'",
-)
 def test_schema_and_catalog_mistakes_in_different_rules_are_reported_together() -> None:
     text = """\
 rules:
@@ -190,15 +190,9 @@ rules:
 """
     with pytest.raises(ConfigError) as caught:
         load_text(text, "two.yaml")
-    assert [p.line for p in caught.value.problems] == [6, 7]
+    assert [p.line for p in caught.value.problems] == [6, 8]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rules/load.py:89-110: load_text (which load_default uses) never checks duplicate "
-    "names; only load_paths does (line 77). Two rules with one name share a fingerprint "
-    "and so one alert state",
-)
 def test_load_text_rejects_duplicate_rule_names() -> None:
     with pytest.raises(ConfigError):
         load_text((BAD / "duplicate-names.yaml").read_text("utf-8"), "dup.yaml")

@@ -68,7 +68,7 @@ def test_replay_with_a_broken_rule_file_lists_problems(
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - name: x\n    kpi: nope\n    thresholds: {warning: '> 1'}\n")
     assert main(["replay", str(events_file), "--rules", str(rules)]) == 2
-    assert f"{rules}:2: rule 'x': unknown kpi 'nope'" in capsys.readouterr().err
+    assert f"{rules}:3: rule 'x': unknown kpi 'nope'" in capsys.readouterr().err
 
 
 def test_replay_of_a_missing_file_says_so(capsys: pytest.CaptureFixture[str]) -> None:
