@@ -7,6 +7,7 @@ act on; callers dead-letter it and carry on.
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 from decimal import Decimal
@@ -94,6 +95,7 @@ class Money(_Strict):
         return int(self.amount.scaleb(minor_unit_exponent(self.currency)))
 
 
+@functools.cache
 def minor_unit_exponent(currency: str) -> int:
     """Digits after the decimal point for an ISO 4217 code (USD 2, JPY 0, KWD 3)."""
     try:

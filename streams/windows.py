@@ -6,6 +6,7 @@ An Amazon JP "day" is a JST day, an Amazon US day a Pacific day; a daylight-savi
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -45,6 +46,7 @@ COUNTRY_ZONES: Final[dict[str, str]] = {
 }
 
 
+@functools.cache
 def marketplace_zone(platform: str, marketplace: str) -> ZoneInfo:
     """The time zone a marketplace's days are counted in (UTC where we know none)."""
     name = PLATFORM_ZONES.get((platform, marketplace)) or COUNTRY_ZONES.get(marketplace, "UTC")
