@@ -52,4 +52,8 @@ def format_value(value: Decimal | None, unit: str, currency: str | None) -> str:
         return f"{value * 100:.2f}%"
     if unit == "money":
         return f"{value:,.2f} {currency or ''}".rstrip()
+    if unit == "days":
+        return f"{value:,.1f} days"
+    if unit == "flag":
+        return "yes" if value else "no"
     return f"{value:,.0f}" if value == value.to_integral_value() else f"{value:,.2f}"

@@ -25,42 +25,47 @@ class Evaluation:
     threshold: Threshold | None
     judged: bool = True
     reason: str = ""
+    currency: str | None = None
 
 
 def evaluate_all(rules: RuleSet, snapshot: Snapshot) -> list[Evaluation]:
-    """Every rule that applies to the snapshot's scope, judged."""
+    """Every rule that watches the snapshot's scope level and window, judged."""
     candidates = rules.matching(snapshot.values.keys(), snapshot.level)
-    return [evaluate(rule, snapshot) for rule in candidates if _passes_filters(rule, snapshot)]
+    return [
+        evaluate(rule, snapshot)
+        for rule in candidates
+        if rule.window == snapshot.window_name and _passes_filters(rule, snapshot)
+    ]
 
 
 def evaluate(rule: CompiledRule, snapshot: Snapshot) -> Evaluation:
-    value = snapshot.values.get(rule.kpi.name)
     for guard in rule.guards:
-        guard_value = snapshot.values.get(guard.kpi)
-        if not _holds(guard.threshold, guard_value, snapshot.currency):
-            return Evaluation(
-                rule, snapshot, None, value, None, False, f"below the minimum {guard}"
-            )
+        guard_value, _ = pick(snapshot, guard.kpi, guard.threshold.unit)
+        if guard_value is None or not guard.threshold.holds(guard_value):
+            return Evaluation(rule, snapshot, None, None, None, False, f"below the minimum {guard}")
+    value, currency = pick(snapshot, rule.kpi.name, _money_unit(rule))
     if value is None:
-        return Evaluation(rule, snapshot, None, None, None, False, f"{rule.kpi.name} is undefined")
-    if any(_other_currency(t, snapshot.currency) for _, t in rule.thresholds):
         return Evaluation(
-            rule, snapshot, None, value, None, False, f"thresholds are not in {snapshot.currency}"
+            rule, snapshot, None, None, None, False, f"{rule.kpi.name} is undefined", currency
         )
     for severity, threshold in rule.thresholds:
         if threshold.holds(value):
-            return Evaluation(rule, snapshot, severity, value, threshold)
-    return Evaluation(rule, snapshot, None, value, None)
+            return Evaluation(rule, snapshot, severity, value, threshold, currency=currency)
+    return Evaluation(rule, snapshot, None, value, None, currency=currency)
 
 
-def _holds(threshold: Threshold, value: Decimal | None, currency: str | None) -> bool:
-    return value is not None and not _other_currency(threshold, currency) and threshold.holds(value)
+def pick(snapshot: Snapshot, kpi: str, unit: str | None) -> tuple[Decimal | None, str | None]:
+    """A KPI's value in the currency a threshold is written in: the reporting currency, or the
+    scope's selling currency. A threshold in any other currency says nothing about this scope."""
+    if unit in (None, "%") or unit == snapshot.currency:
+        return snapshot.values.get(kpi), snapshot.currency
+    if unit == snapshot.native_currency:
+        return snapshot.native.get(kpi), unit
+    return None, None
 
 
-def _other_currency(threshold: Threshold, currency: str | None) -> bool:
-    # A money threshold in one currency says nothing about a scope that sells in another;
-    # such scopes are not judged until reporting-currency conversion exists.
-    return threshold.unit not in (None, "%") and threshold.unit != currency
+def _money_unit(rule: CompiledRule) -> str | None:
+    return next((t.unit for _, t in rule.thresholds if t.unit not in (None, "%")), None)
 
 
 def _passes_filters(rule: CompiledRule, snapshot: Snapshot) -> bool:

@@ -96,7 +96,7 @@ def _summary(
     evaluation: Evaluation, labels: dict[str, str], severity: str, status: str, threshold: str
 ) -> str:
     rule, snapshot = evaluation.rule, evaluation.snapshot
-    value = format_value(evaluation.value, rule.kpi.unit, snapshot.currency)
+    value = format_value(evaluation.value, rule.kpi.unit, evaluation.currency)
     scope = " ".join(
         f"{k}={labels[k]}" for k in ("platform", "marketplace", "store", "sku") if k in labels
     )

@@ -17,7 +17,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from rules.errors import ConfigError, Problem
-from rules.kpis import CATALOG, IMPLICIT_LABELS, KpiSpec
+from rules.kpis import CATALOG, LEVEL_LABELS, KpiSpec, Level, level_of
 from rules.schema import (
     SEVERITY_ORDER,
     Guard,
@@ -234,60 +234,77 @@ def _check(rule: RuleSpec) -> list[tuple[str, str]]:
     spec = CATALOG.get(rule.kpi)
     if spec is None:
         return [("kpi", f"{where}: unknown kpi {rule.kpi!r} (known: {_known()})")]
-    problems = []
-    level = _level(rule.by)
-    if level not in spec.levels:
-        problems.append(
-            (
-                "by",
-                f"{where}: {spec.name} is kept {_levels_text(spec)}, not per "
-                f"{' and '.join(rule.by)}; write {_by_choices(spec)} and use "
-                f"filters: to pick marketplaces or stores",
-            )
+    level = level_of(rule.by)
+    problems = _scope_problems(where, spec, rule, level) + _window_problems(where, spec, rule)
+    for threshold in rule.thresholds.values():
+        problems.extend(("thresholds", m) for m in _unit_problems(where, spec, threshold))
+    for guard in rule.require:
+        problems.extend(("require", m) for m in _guard_problems(where, guard, level))
+    return problems
+
+
+def _scope_problems(
+    where: str, spec: KpiSpec, rule: RuleSpec, level: Level | None
+) -> list[tuple[str, str]]:
+    if level is not None and level in spec.levels:
+        return []
+    return [
+        (
+            "by",
+            f"{where}: {spec.name} is kept {_levels_text(spec)}, not per "
+            f"{' and '.join(rule.by)}; write {_by_choices(spec)} and use "
+            f"filters: to pick marketplaces or stores",
         )
-    if rule.window is not None and not spec.windowed:
-        problems.append(
+    ]
+
+
+def _window_problems(where: str, spec: KpiSpec, rule: RuleSpec) -> list[tuple[str, str]]:
+    if rule.window is None:
+        return []
+    if not spec.windowed:
+        return [
             (
                 "window",
                 f"{where}: {spec.name} is a current level, not a total over time; remove window:",
             )
-        )
-    for threshold in rule.thresholds.values():
-        problems.extend(("thresholds", m) for m in _unit_problems(where, spec, threshold))
-    for guard in rule.require:
-        guard_spec = CATALOG.get(guard.kpi)
-        if guard_spec is None:
-            problems.append(
-                ("require", f"{where}: require: {guard.kpi!r} is not a KPI (known: {_known()})")
+        ]
+    if rule.window not in spec.windows:
+        return [
+            (
+                "window",
+                f"{where}: {spec.name} takes window {' or '.join(spec.windows)}, not {rule.window}",
             )
-        elif level not in guard_spec.levels:
-            problems.append(
-                (
-                    "require",
-                    f"{where}: require: {guard.kpi} is not kept per {' and '.join(sorted(level))}",
-                )
-            )
-        else:
-            problems.extend(
-                ("require", m) for m in _unit_problems(where, guard_spec, guard.threshold)
-            )
-    return problems
+        ]
+    return []
+
+
+def _guard_problems(where: str, guard: Guard, level: Level | None) -> list[str]:
+    guard_spec = CATALOG.get(guard.kpi)
+    if guard_spec is None:
+        return [f"{where}: require: {guard.kpi!r} is not a KPI (known: {_known()})"]
+    if level is not None and level not in guard_spec.levels:
+        return [f"{where}: require: {guard.kpi} is not kept per {' and '.join(_ordered(level))}"]
+    return _unit_problems(where, guard_spec, guard.threshold)
 
 
 def _known() -> str:
     return ", ".join(sorted(CATALOG))
 
 
-def _ordered(level: frozenset[str]) -> list[str]:
-    return sorted(level, key=["platform", "marketplace", "store", "sku"].index)
+def _levels(spec: KpiSpec) -> list[Level]:
+    return [level for level in LEVEL_LABELS if level in spec.levels]
+
+
+def _ordered(level: Level) -> list[str]:
+    return [label for label in LEVEL_LABELS[level] if label in level]
 
 
 def _levels_text(spec: KpiSpec) -> str:
-    return " or ".join(f"per {' and '.join(_ordered(lvl))}" for lvl in sorted(spec.levels, key=len))
+    return " or ".join(f"per {' and '.join(_ordered(lvl))}" for lvl in _levels(spec))
 
 
 def _by_choices(spec: KpiSpec) -> str:
-    return " or ".join(f"by: [{', '.join(_ordered(lvl))}]" for lvl in sorted(spec.levels, key=len))
+    return " or ".join(f"by: [{', '.join(_ordered(lvl))}]" for lvl in _levels(spec))
 
 
 def _unit_problems(where: str, spec: KpiSpec, threshold: Threshold) -> list[str]:
@@ -301,10 +318,11 @@ def _unit_problems(where: str, spec: KpiSpec, threshold: Threshold) -> list[str]
     return []
 
 
-def _level(by: Sequence[str]) -> frozenset[str]:
-    # A SKU code is only unique within its store, so grouping by sku means by store and sku.
-    level = frozenset(by) - set(IMPLICIT_LABELS)
-    return level | {"store"} if "sku" in level else level
+def _rule_level(rule: RuleSpec) -> Level:
+    level = level_of(rule.by)
+    if level is None:  # pragma: no cover - _check reports it before anything compiles
+        raise ValueError(f"rule {rule.name!r}: no scope level for by: {rule.by}")
+    return level
 
 
 def _compile(rule: RuleSpec, file: str, line: int | None) -> CompiledRule:
@@ -313,8 +331,8 @@ def _compile(rule: RuleSpec, file: str, line: int | None) -> CompiledRule:
         name=rule.name,
         description=rule.description,
         kpi=spec,
-        level=_level(rule.by),
-        window=rule.window or ("1d" if spec.windowed else None),
+        level=_rule_level(rule),
+        window=rule.window or spec.default_window,
         thresholds=tuple((s, rule.thresholds[s]) for s in SEVERITY_ORDER if s in rule.thresholds),
         guards=tuple(rule.require),
         filters=tuple((k, frozenset(v)) for k, v in sorted(rule.filters.items())),

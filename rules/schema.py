@@ -23,7 +23,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from rules.kpis import ScopeLabel
+from rules.kpis import ScopeLabel, WindowName
 
 Severity = Literal["warning", "critical"]
 SEVERITY_ORDER: Final[tuple[Severity, ...]] = ("critical", "warning")
@@ -146,7 +146,7 @@ class RuleSpec(_Strict):
     description: str = ""
     kpi: str
     by: Annotated[list[ScopeLabel], Field(min_length=1)] = ["store"]
-    window: Literal["1d"] | None = None
+    window: WindowName | None = None
     thresholds: Annotated[dict[Severity, ThresholdText], Field(min_length=1)]
     require: Annotated[
         list[GuardText],

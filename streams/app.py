@@ -23,16 +23,21 @@ from sinks.base import Sink
 from sinks.deliver import deliver
 from streams import metrics
 from streams.events import TOPICS, EventKind, decode
-from streams.kpi import State
+from streams.kpi import State, rollup_key
 from streams.pipeline import Pipeline
+from streams.query import is_rollup, kpi_rows
+from streams.reference import Reference
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-TABLES = ("seen", "ledger", "buckets", "inventory", "alerts")
+TABLES = ("seen", "ledger", "buckets", "inventory", "alerts", "marks")
+ROLLUP_TABLES = {"rollups": "rollups", "alerts": "rollup-alerts"}
 
 
-def build_app(settings: Settings, rules: RuleSet, sinks: Sequence[Sink]) -> Any:
+def build_app(
+    settings: Settings, rules: RuleSet, sinks: Sequence[Sink], reference: Reference | None = None
+) -> Any:
     """The Faust app with its topics, tables and agents (faust has no types: hence Any)."""
     app = faust.App(
         settings.topic(settings.app_id),
@@ -59,19 +64,20 @@ def build_app(settings: Settings, rules: RuleSet, sinks: Sequence[Sink]) -> Any:
     dead_letter = app.topic(
         settings.topic("dead-letter"), value_serializer="raw", key_serializer="raw"
     )
-    # Changelog-backed tables; keys and values go to the changelog as JSON (faust's default).
-    state = State(
-        **{
-            name: app.Table(
-                name,
-                default=None,
-                partitions=settings.partitions,
-                key_type=str,
-            )
-            for name in TABLES
-        }
+    rollups_topic = app.topic(
+        settings.topic("rollups"), value_serializer="raw", key_serializer="raw"
     )
-    pipeline = Pipeline(state, rules)
+
+    def table(name: str) -> Any:
+        # Changelog-backed; keys and values go to the changelog as JSON (faust's default).
+        return app.Table(name, default=None, partitions=settings.partitions, key_type=str)
+
+    state = State(**{name: table(name) for name in TABLES})
+    # Cross-store scopes live in their own tables, written only by the rollup agent, so each
+    # table is co-partitioned with exactly one source topic.
+    rollup_state = State(**{field: table(name) for field, name in ROLLUP_TABLES.items()})
+    pipeline = Pipeline(state, rules, reference)
+    rollup_pipeline = Pipeline(rollup_state, rules, reference)
 
     @app.agent(source, name="process-events")
     async def process_events(stream: Any) -> None:
@@ -81,7 +87,7 @@ def build_app(settings: Settings, rules: RuleSet, sinks: Sequence[Sink]) -> Any:
             metrics.EVENTS_IN.labels(topic=message.topic).inc()
             try:
                 decoded = decode(event.value, where, kinds[message.topic])
-                alerts = pipeline.process(decoded)
+                output = pipeline.process(decoded)
             except InvalidEventError as exc:
                 await _dead_letter(dead_letter, message, exc.reason)
                 continue
@@ -90,11 +96,16 @@ def build_app(settings: Settings, rules: RuleSet, sinks: Sequence[Sink]) -> Any:
                 log.exception("processing %s failed", where)
                 await _dead_letter(dead_letter, message, f"processing failed: {exc!r}")
                 continue
-            for alert in alerts:
-                metrics.ALERTS.labels(rule=alert.rule, status=alert.status).inc()
-                await alerts_topic.send(
-                    key=alert.fingerprint.encode(), value=alert.model_dump_json().encode()
+            await _send_alerts(alerts_topic, output.alerts)
+            for delta in output.rollups:
+                await rollups_topic.send(
+                    key=rollup_key(delta).encode(), value=json.dumps(delta).encode()
                 )
+
+    @app.agent(rollups_topic, name="rollups")
+    async def process_rollups(stream: Any) -> None:
+        async for value in stream:
+            await _send_alerts(alerts_topic, rollup_pipeline.process_rollup(json.loads(value)))
 
     @app.agent(alerts_topic, name="notify")
     async def notify(stream: Any) -> None:
@@ -116,11 +127,38 @@ def build_app(settings: Settings, rules: RuleSet, sinks: Sequence[Sink]) -> Any:
 
     @app.page("/kpis")
     async def kpis_page(web: Any, request: Any) -> Any:
+        """KPI values of this worker's partitions: ?by=store,sku&window=24h&at=ISO-TIME."""
+        query = request.query
+        try:
+            rows = kpi_rows(
+                rollup_state if is_rollup(query.get("by", "store")) else state,
+                pipeline.reference,
+                query.get("by", "store"),
+                query.get("window", "1d"),
+                query.get("at"),
+            )
+        except ValueError as exc:
+            return web.json({"error": str(exc)}, status=400)
+        return web.json({"kpis": rows})
+
+    @app.page("/state")
+    async def state_page(web: Any, request: Any) -> Any:
+        """Raw table contents, for debugging and for comparing the two runtimes."""
         return web.json(
-            {"buckets": dict(state.buckets.items()), "inventory": dict(state.inventory.items())}
+            {
+                "buckets": dict(state.buckets.items()),
+                "inventory": dict(state.inventory.items()),
+                "rollups": dict(rollup_state.rollups.items()),
+            }
         )
 
     return app
+
+
+async def _send_alerts(topic: Any, alerts: Sequence[Alert]) -> None:
+    for alert in alerts:
+        metrics.ALERTS.labels(rule=alert.rule, status=alert.status).inc()
+        await topic.send(key=alert.fingerprint.encode(), value=alert.model_dump_json().encode())
 
 
 async def _dead_letter(topic: Any, message: Any, reason: str) -> None:

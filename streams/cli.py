@@ -16,6 +16,7 @@ from rules.errors import ConfigError, InvalidEventError, KpiwatchError
 from rules.load import RuleSet, load_default, load_paths
 from rules.schema import json_schema
 from sinks.console import alert_json, alert_text
+from streams.reference import Reference, load_reference
 from streams.settings import Settings
 
 log = logging.getLogger("kpiwatch")
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="rule file or folder (repeatable; default: the shipped rules)",
     )
+    _reference_args(replay)
     replay.add_argument(
         "--dead-letter",
         type=Path,
@@ -85,6 +87,24 @@ def _parser() -> argparse.ArgumentParser:
         help="also write rejected lines to FILE as JSON with their reason",
     )
     replay.set_defaults(run=_replay)
+
+    kpis = commands.add_parser(
+        "kpis",
+        help="print KPI values per scope from a JSON-lines event file, in-process",
+        description="Aggregate EVENTS_FILE exactly as the worker does and print, for every "
+        "scope of the --by level, the KPI values over --window ending at --at, as JSON lines.",
+    )
+    kpis.add_argument("events", type=Path, metavar="EVENTS_FILE")
+    kpis.add_argument(
+        "--by",
+        default="store",
+        help="scope level: store | store,sku | store,campaign | marketplace | "
+        "platform | team (default store)",
+    )
+    kpis.add_argument("--window", default="1d", help="1h, 24h, 1d, 7d, 28d or mtd (default 1d)")
+    kpis.add_argument("--at", help="end of the window, ISO 8601 with zone (default: newest event)")
+    _reference_args(kpis)
+    kpis.set_defaults(run=_kpis)
 
     simulate = commands.add_parser(
         "simulate",
@@ -153,6 +173,34 @@ def _simulation_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _reference_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("reference data (CSV; formats in streams/reference.py)")
+    group.add_argument(
+        "--reporting-currency",
+        default=None,
+        help="currency of money KPIs (KPIWATCH_REPORTING_CURRENCY, default USD)",
+    )
+    group.add_argument("--fx", type=Path, help="FX rates: date,currency,rate")
+    group.add_argument(
+        "--costs", type=Path, help="unit costs: platform,marketplace,store,sku,unit_cost,currency"
+    )
+    group.add_argument(
+        "--targets", type=Path, help="monthly targets: month,level,...,amount,currency"
+    )
+    group.add_argument("--teams", type=Path, help="store owners: platform,marketplace,store,team")
+
+
+def _reference(args: argparse.Namespace) -> Reference:
+    settings = Settings()
+    return load_reference(
+        args.reporting_currency or settings.reporting_currency,
+        fx=args.fx or settings.fx_file,
+        costs=args.costs or settings.costs_file,
+        targets=args.targets or settings.targets_file,
+        teams=args.teams or settings.teams_file,
+    )
+
+
 def _kafka_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", help="Kafka bootstrap host:port (KPIWATCH_KAFKA_BOOTSTRAP)")
     parser.add_argument("--topic-prefix", help="prefix of every topic (KPIWATCH_TOPIC_PREFIX)")
@@ -210,7 +258,7 @@ def _replay(args: argparse.Namespace) -> int:
         print(alert_json(alert), flush=False)
 
     try:
-        report = replay(read_jsonl(args.events), rules, emit, reject)
+        report = replay(read_jsonl(args.events), rules, emit, reject, reference=_reference(args))
     finally:
         if dead_letter is not None:
             dead_letter.close()
@@ -218,6 +266,45 @@ def _replay(args: argparse.Namespace) -> int:
     print(
         f"kpiwatch replay: {report.events} events, {len(report.rejected)} rejected, "
         f"{report.alerts} alerts",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _kpis(args: argparse.Namespace) -> int:
+    from connectors.files import read_jsonl
+    from streams.embedded import replay
+    from streams.kpi import State
+    from streams.query import kpi_rows
+
+    if not args.events.is_file():
+        raise KpiwatchError(f"{args.events}: no such file")
+    state, reference = State(), _reference(args)
+    newest: list[datetime] = []
+
+    def reject(exc: InvalidEventError) -> None:
+        print(f"rejected {exc}", file=sys.stderr)
+
+    report = replay(
+        read_jsonl(args.events),
+        RuleSet([]),
+        lambda alert: None,
+        reject,
+        state=state,
+        reference=reference,
+    )
+    for mark in state.marks.values():
+        newest.append(datetime.fromisoformat(mark["watermark"]))
+    at = args.at or (max(newest) if newest else None)
+    try:
+        rows = kpi_rows(state, reference, args.by, args.window, at)
+    except ValueError as exc:
+        raise KpiwatchError(str(exc)) from exc
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False))
+    print(
+        f"kpiwatch kpis: {report.events} events, {len(report.rejected)} rejected, "
+        f"{len(rows)} scopes",
         file=sys.stderr,
     )
     return 0

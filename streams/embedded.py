@@ -11,6 +11,7 @@ from rules.load import RuleSet
 from streams.events import RawRecord
 from streams.kpi import State
 from streams.pipeline import Pipeline
+from streams.reference import Reference
 
 
 @dataclass
@@ -26,19 +27,28 @@ def replay(
     on_alert: Callable[[Alert], None],
     on_reject: Callable[[InvalidEventError], None] = lambda _: None,
     state: State | None = None,
+    reference: Reference | None = None,
 ) -> ReplayReport:
-    """Decode, aggregate and evaluate every record in order; bad records are reported, not fatal."""
-    pipeline = Pipeline(state or State(), rules)
+    """Decode, aggregate and evaluate every record in order; bad records (and events past
+    retention) are reported, not fatal."""
+    pipeline = Pipeline(state if state is not None else State(), rules, reference)
     report = ReplayReport()
     for record in records:
         try:
-            event = record.decode()
+            alerts = pipeline.process_inline(record.decode())
         except InvalidEventError as exc:
-            report.rejected.append(exc)
-            on_reject(exc)
+            report.rejected.append(_at(record, exc))
+            on_reject(report.rejected[-1])
             continue
         report.events += 1
-        for alert in pipeline.process(event):
+        for alert in alerts:
             report.alerts += 1
             on_alert(alert)
     return report
+
+
+def _at(record: RawRecord, exc: InvalidEventError) -> InvalidEventError:
+    """The error with the record's own position (a late event knows only its ids)."""
+    if exc.source == record.source:
+        return exc
+    return type(exc)(record.source, exc.reason)

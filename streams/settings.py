@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=0, le=65535)
     data_dir: Path = Path(".kpiwatch")
+    # Reference data (see streams/reference.py for the file formats).
+    reporting_currency: str = "USD"
+    fx_file: Path | None = None
+    costs_file: Path | None = None
+    targets_file: Path | None = None
+    teams_file: Path | None = None
     # Faust's 60 s defaults make a first join take ~30 s and a restart ~100 s on these machines.
     session_timeout_s: float = 10.0
     rebalance_timeout_s: float = 10.0

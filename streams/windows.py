@@ -65,3 +65,11 @@ def day_window(day: date, zone: ZoneInfo) -> Window:
     start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
     return Window(start=start, end=end, label=day.isoformat())
+
+
+def hour_period(moment: datetime, zone: ZoneInfo) -> Window:
+    """The marketplace-local clock hour of `moment`; its label carries the UTC offset, so the
+    repeated hour of a daylight-saving fall-back day is two periods, not one."""
+    local = moment.astimezone(zone).replace(minute=0, second=0, microsecond=0)
+    start = local.astimezone(UTC)
+    return Window(start=start, end=start + timedelta(hours=1), label=local.isoformat())

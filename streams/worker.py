@@ -15,6 +15,7 @@ from sinks.console import ConsoleSink
 from sinks.webhook import WebhookSink
 from streams.app import build_app
 from streams.events import TOPICS
+from streams.reference import load_reference
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
     rules = load_paths(settings.rules) if settings.rules else load_default()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    names = [settings.topic(n) for n in (*TOPICS.values(), "alerts", "dead-letter")]
+    names = [settings.topic(n) for n in (*TOPICS.values(), "alerts", "dead-letter", "rollups")]
     loop.run_until_complete(ensure_topics(settings.kafka_bootstrap, names, settings.partitions))
     sinks: list[Sink] = []
     if console:
@@ -36,7 +37,14 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
     # Faust warns each time its fixed 100-message producer buffer fills, which under any real
     # load is every few milliseconds; it is flow control, not a problem.
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
-    app = build_app(settings, rules, sinks)
+    reference = load_reference(
+        settings.reporting_currency,
+        fx=settings.fx_file,
+        costs=settings.costs_file,
+        targets=settings.targets_file,
+        teams=settings.teams_file,
+    )
+    app = build_app(settings, rules, sinks, reference)
     log.info("worker %s: %d rule(s), sinks %s", app.conf.id, len(rules), [s.name for s in sinks])
     worker = faust.Worker(app, loop=loop, loglevel="INFO", redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -103,8 +103,16 @@ class WorkerProcess:
         finally:
             self.process = None
 
-    def kpis(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.url}/kpis", timeout=10)
+    def state(self) -> dict[str, Any]:
+        """The worker's tables (buckets, inventory, rollups) as JSON."""
+        return self._get("/state")
+
+    def kpis(self, by: str, window: str, at: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._get("/kpis", by=by, window=window, at=at)["kpis"]
+        return rows
+
+    def _get(self, path: str, **params: str) -> dict[str, Any]:
+        response = httpx.get(f"{self.url}{path}", params=params, timeout=10)
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result

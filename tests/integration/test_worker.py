@@ -60,7 +60,34 @@ def embedded_tables(lines: list[bytes]) -> dict[str, Any]:
         lambda alert: None,
         state=state,
     )
-    return {"buckets": dict(state.buckets), "inventory": dict(state.inventory)}
+    return {
+        "buckets": dict(state.buckets),
+        "inventory": dict(state.inventory),
+        "rollups": dict(state.rollups),
+    }
+
+
+def cli_kpis(path: Path, by: str, window: str, at: str) -> list[dict[str, Any]]:
+    """`kpiwatch kpis`, the embedded answer to the worker's /kpis page."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "kpis",
+            str(path),
+            "--by",
+            by,
+            "--window",
+            window,
+            "--at",
+            at,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [json.loads(line) for line in result.stdout.splitlines()]
 
 
 async def produce(
@@ -107,7 +134,10 @@ async def test_events_to_alerts_tables_and_dead_letters(
     assert undecodable["reason"].startswith("not valid JSON")
 
     tables = embedded_tables(lines)
-    assert await _eventually(worker.kpis, tables) == tables
+    assert await _eventually(worker.state, tables) == tables
+    at = "2026-11-21T18:00:00+00:00"
+    for by, window in (("store,sku", "24h"), ("store", "7d"), ("marketplace", "1d")):
+        assert worker.kpis(by, window, at) == cli_kpis(tmp_path / "events.jsonl", by, window, at)
     await _wait_for(lambda: len(webhook.alerts()) >= len(expected))
     assert Counter(map(alert_identity, webhook.alerts())) == Counter(map(alert_identity, expected))
 
@@ -129,18 +159,21 @@ async def test_restart_recovers_tables_and_does_not_alert_twice(
         services.kafka_bootstrap, prefix + "alerts", until=lambda got: len(got) >= len(first_alerts)
     )
     before = embedded_tables(lines[:half])
-    assert await _eventually(worker.kpis, before) == before
+    assert await _eventually(worker.state, before) == before
     worker.stop()
 
     worker.start()
-    assert worker.kpis() == before, "tables must come back from their changelog"
+    assert worker.state() == before, "tables must come back from their changelog"
     await produce(services, prefix, lines[half:])
     alerts = await read_topic(
         services.kafka_bootstrap, prefix + "alerts", until=lambda got: len(got) >= len(all_alerts)
     )
     assert Counter(map(alert_identity, alerts)) == Counter(map(alert_identity, all_alerts))
     tables = embedded_tables(lines)
-    assert await _eventually(worker.kpis, tables) == tables
+    assert await _eventually(worker.state, tables) == tables
+    at = "2026-11-21T18:00:00+00:00"
+    for by, window in (("store,sku", "24h"), ("store", "7d"), ("marketplace", "1d")):
+        assert worker.kpis(by, window, at) == cli_kpis(tmp_path / "all.jsonl", by, window, at)
 
 
 async def test_web_server_listens_on_loopback_only(

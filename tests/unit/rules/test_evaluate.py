@@ -43,8 +43,11 @@ def snapshot(
     labels: Mapping[str, str] = US_SKU,
     level: frozenset[str] = SKU,
     currency: str | None = "USD",
+    window_name: str | None = "1d",
 ) -> Snapshot:
-    return Snapshot(level, labels, values, T0, DAY, currency, "America/Los_Angeles")
+    return Snapshot(
+        level, labels, values, T0, DAY, currency, "America/Los_Angeles", window_name=window_name
+    )
 
 
 def acos(value: str, spend: str = "50") -> Snapshot:

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from rules.errors import ConfigError, Problem
+from rules.kpis import CATALOG
 from rules.load import load_paths, load_text
 
 BAD = Path(__file__).parent / "bad"
 
-KNOWN_KPIS = "acos, ad_sales, ad_spend, available, clicks, gmv, impressions, inbound, orders, units"
+KNOWN_KPIS = ", ".join(sorted(CATALOG))
 
 # file name -> (line, message) of each problem, in order.
 EXPECTED: dict[str, list[tuple[int | None, str]]] = {
@@ -35,9 +36,8 @@ EXPECTED: dict[str, list[tuple[int | None, str]]] = {
     "scope-not-available.yaml": [
         (
             4,
-            "rule 'acos-by-marketplace': acos is kept per store or per store and sku, not per "
-            "marketplace; write by: [store] or by: [store, sku] and use filters: to pick "
-            "marketplaces or stores",
+            "rule 'stock-by-marketplace': available is kept per store and sku, not per "
+            "marketplace; write by: [store, sku] and use filters: to pick marketplaces or stores",
         ),
     ],
     "require-unknown-kpi.yaml": [

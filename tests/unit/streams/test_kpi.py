@@ -1,16 +1,23 @@
-"""KPI aggregation: hand-computed values, late and duplicate events, cancellations, restatements."""
+"""The KPI engine: hand-computed values per KPI, undefined cases, JPY and FX, DST days, late and
+duplicate events, cancellations after the fact, ad restatements, rollups across stores."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from rules.kpis import SKU, STORE
-from streams.events import AdSpendEvent, Event, InventoryEvent, OrderEvent
-from streams.kpi import State, apply_event
+import pytest
 
-T0 = datetime.fromisoformat("2026-11-23T01:00:00+00:00")  # 10:00 JST, 17:00 PST the day before
+from rules.load import RuleSet
+from streams.events import AdSpendEvent, Event, InventoryEvent, OrderEvent
+from streams.kpi import LateEventError, State
+from streams.pipeline import Pipeline
+from streams.query import kpi_rows
+from streams.reference import Reference, load_reference
+
+T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 10:00 JST on the 23rd, 17:00 PST on the 22nd
 
 
 def order(event_id: str, **changes: Any) -> OrderEvent:
@@ -31,6 +38,15 @@ def order(event_id: str, **changes: Any) -> OrderEvent:
     return OrderEvent.model_validate(data)
 
 
+def us_order(
+    event_id: str, order_id: str, amount: str, quantity: int = 1, **changes: Any
+) -> OrderEvent:
+    line = {"sku": "A", "quantity": quantity, "unit_price": {"amount": amount, "currency": "USD"}}
+    return order(
+        event_id, marketplace="US", store_id="us-1", order_id=order_id, lines=[line], **changes
+    )
+
+
 def ad(event_id: str, spend: str, sales: str, **changes: Any) -> AdSpendEvent:
     data: dict[str, Any] = {
         "event_id": event_id,
@@ -46,7 +62,7 @@ def ad(event_id: str, spend: str, sales: str, **changes: Any) -> AdSpendEvent:
         "clicks": 10,
         "spend": {"amount": spend, "currency": "USD"},
         "attributed_sales": {"amount": sales, "currency": "USD"},
-        "attributed_orders": 1,
+        "attributed_orders": 2,
     }
     data.update(changes)
     return AdSpendEvent.model_validate(data)
@@ -68,100 +84,244 @@ def stock(event_id: str, warehouse: str, available: int, as_of: datetime) -> Inv
     )
 
 
-def last_values(state: State, events: list[Event]) -> dict[str, Decimal | None]:
-    values: dict[str, Decimal | None] = {}
+def run(events: list[Event], reference: Reference | None = None) -> tuple[State, Reference]:
+    state, reference = State(), reference or Reference()
+    pipeline = Pipeline(state, RuleSet([]), reference)
     for event in events:
-        for snapshot in apply_event(state, event):
-            values = dict(snapshot.values)
+        pipeline.process_inline(event)
+    return state, reference
+
+
+def kpis(
+    events: list[Event],
+    by: str = "store",
+    window: str = "1d",
+    at: datetime = T0 + timedelta(hours=2),
+    reference: Reference | None = None,
+) -> dict[str, Any]:
+    state, reference = run(events, reference)
+    rows = kpi_rows(state, reference, by, window, at)
+    assert len(rows) == 1, rows
+    values: dict[str, Any] = rows[0]["values"]
     return values
 
 
-def test_gmv_orders_units_in_minor_units_per_local_day() -> None:
-    state = State()
-    [snapshot] = apply_event(state, order("e1"))
-    assert snapshot.level == STORE
-    assert snapshot.values == {"gmv": Decimal(4460), "orders": Decimal(1), "units": Decimal(3)}
-    assert snapshot.currency == "JPY"
-    assert snapshot.window is not None
-    assert snapshot.window.label == "2026-11-23"
-    assert snapshot.zone == "Asia/Tokyo"
-    assert dict(snapshot.labels) == {"platform": "amazon", "marketplace": "JP", "store": "jp-1"}
+def jpy_reference(tmp_path: Path, rate: str = "0.0067") -> Reference:
+    fx = tmp_path / "fx.csv"
+    fx.write_text(f"date,currency,rate\n2026-11-01,JPY,{rate}\n")
+    return load_reference("USD", fx=fx)
 
 
-def test_duplicate_event_id_counts_once() -> None:
-    state = State()
-    apply_event(state, order("e1"))
-    assert apply_event(state, order("e1")) == []
-    [snapshot] = apply_event(state, order("e2", order_id="o-2"))
-    assert snapshot.values["orders"] == 2
+def test_jpy_store_counts_yen_in_its_jst_day_and_converts_once(tmp_path: Path) -> None:
+    values = kpis([order("e1")], reference=jpy_reference(tmp_path))
+    # 2 x 1980 + 500 = 4460 JPY; x 0.0067 = 29.882 USD -> 29.88 (half-even, in cents)
+    assert values["gmv"] == "29.88"
+    assert (values["orders"], values["units"]) == ("1", "3")
+    assert values["aov"] == "29.88"
 
 
-def test_test_orders_never_count() -> None:
-    state = State()
-    assert apply_event(state, order("e1", is_test=True)) == []
-    [snapshot] = apply_event(state, order("e2", order_id="o-2"))
-    assert snapshot.values["orders"] == 1
+def test_money_without_an_fx_rate_is_undefined_never_zero() -> None:
+    values = kpis([order("e1")])
+    assert values["gmv"] is None
+    assert values["aov"] is None
+    assert values["orders"] == "1"
 
 
-def test_cancellation_next_day_updates_the_original_day() -> None:
-    state = State()
-    apply_event(state, order("e1"))
-    apply_event(state, order("e2", order_id="o-2"))
-    [snapshot] = apply_event(
-        state, order("e3", status="cancelled", occurred_at=T0 + timedelta(days=1))
+def test_the_native_value_stays_exact_without_fx() -> None:
+    from streams.kpi import Touch, store_scopes
+    from streams.values import snapshot
+
+    state, reference = run([order("e1")])
+    scope = store_scopes(order("x"), reference)[frozenset({"store"})]
+    touch = Touch(scope, frozenset({"orders"}), date(2026, 11, 23), None, T0)
+    view = snapshot(state, reference, touch, "1d")
+    assert (view.native["gmv"], view.native_currency) == (Decimal(4460), "JPY")
+
+
+def test_duplicate_event_ids_and_test_orders_count_nothing() -> None:
+    values = kpis(
+        [
+            us_order("e1", "o1", "10.00"),
+            us_order("e1", "o1", "10.00"),
+            us_order("e2", "o2", "99.00", is_test=True),
+        ]
     )
-    assert snapshot.window is not None
-    assert snapshot.window.label == "2026-11-23"
-    assert snapshot.values == {"gmv": Decimal(4460), "orders": Decimal(1), "units": Decimal(3)}
+    assert (values["orders"], values["gmv"]) == ("1", "10.00")
 
 
-def test_status_change_that_keeps_the_sale_changes_nothing() -> None:
-    state = State()
-    apply_event(state, order("e1"))
-    assert apply_event(state, order("e2", status="shipped")) == []
+def test_cancellation_next_day_undoes_the_sale_on_the_day_it_was_placed() -> None:
+    events: list[Event] = [
+        us_order("e1", "o1", "10.00"),
+        us_order("e2", "o2", "30.00"),
+        us_order("e3", "o1", "10.00", status="cancelled", occurred_at=T0 + timedelta(days=1)),
+    ]
+    values = kpis(events)
+    assert (values["orders"], values["gmv"]) == ("1", "30.00")
+    assert values["cancel_rate"] == "0.500000"
+    next_day = kpis(events, at=T0 + timedelta(days=1))
+    assert next_day["orders"] == "0"
+    assert next_day["cancel_rate"] is None  # no orders that day: undefined, not 0
 
 
-def test_acos_is_spend_over_sales_per_sku_and_store() -> None:
-    state = State()
-    snapshots = apply_event(state, ad("a1", "30.00", "100.00"))
-    assert [s.level for s in snapshots] == [STORE, SKU]
-    assert snapshots[1].values["acos"] == Decimal("0.3")
-    assert snapshots[1].values["ad_spend"] == Decimal("30.00")
-    assert snapshots[1].window is not None
-    assert snapshots[1].window.label == "2026-11-22"  # 17:00 in Los Angeles
+def test_return_rate_is_returned_units_over_units() -> None:
+    values = kpis(
+        [
+            us_order("e1", "o1", "10.00", quantity=3),
+            us_order("e2", "o2", "5.00"),
+            us_order("e3", "o2", "5.00", status="returned"),
+        ]
+    )
+    assert values["return_rate"] == "0.250000"
+    assert values["gmv"] == "35.00"
+
+
+def test_ad_kpis_per_sku_with_hand_computed_values() -> None:
+    values = kpis([ad("a1", "30.00", "120.00")], by="store,sku")
+    assert values["acos"] == "0.250000"
+    assert values["roas"] == "4.000000"
+    assert values["ctr"] == "0.010000"
+    assert values["cpc"] == "3.00"
+    assert values["cvr"] == "0.200000"
 
 
 def test_ad_restatement_replaces_instead_of_adding() -> None:
-    state = State()
-    apply_event(state, ad("a1", "30.00", "100.00"))
-    snapshots = apply_event(state, ad("a2", "30.00", "150.00", occurred_at=T0 + timedelta(days=7)))
-    assert snapshots[1].values["ad_sales"] == Decimal("150.00")
-    assert snapshots[1].values["acos"] == Decimal("0.2")
+    values = kpis(
+        [
+            ad("a1", "30.00", "100.00"),
+            ad("a2", "30.00", "150.00", occurred_at=T0 + timedelta(days=7)),
+        ],
+        by="store,campaign",
+    )
+    assert values["ad_sales"] == "150.00"
+    assert values["acos"] == "0.200000"
 
 
-def test_two_intervals_add_up() -> None:
-    state = State()
-    apply_event(state, ad("a1", "30.00", "100.00"))
-    later = {"interval_start": T0 + timedelta(hours=1), "interval_end": T0 + timedelta(hours=2)}
-    values = last_values(state, [ad("a2", "10.00", "0", **later)])
-    assert values["ad_spend"] == Decimal("40.00")
-    assert values["acos"] == Decimal("0.4")
+def test_acos_without_ad_sales_is_undefined() -> None:
+    assert kpis([ad("a1", "30.00", "0")], by="store,sku")["acos"] is None
 
 
-def test_acos_without_sales_is_undefined_not_zero() -> None:
-    values = last_values(State(), [ad("a1", "30.00", "0")])
-    assert values["acos"] is None
+def test_tacos_and_gross_margin_combine_orders_ads_and_unit_costs(tmp_path: Path) -> None:
+    costs = tmp_path / "costs.csv"
+    costs.write_text(
+        "platform,marketplace,store,sku,unit_cost,currency\namazon,US,us-1,A,20.00,USD\n"
+    )
+    reference = load_reference("USD", costs=costs)
+    values = kpis(
+        [us_order("e1", "o1", "50.00", quantity=2), ad("a1", "10.00", "50.00")], reference=reference
+    )
+    assert values["tacos"] == "0.100000"
+    # (100 - 2 x 20 - 10 - 0) / 100
+    assert values["gross_margin"] == "0.500000"
 
 
-def test_inventory_sums_warehouses_and_latest_as_of_wins() -> None:
-    state = State()
-    values = last_values(
-        state,
+def test_gross_margin_is_undefined_without_a_unit_cost() -> None:
+    assert kpis([us_order("e1", "o1", "50.00")])["gross_margin"] is None
+
+
+def test_inventory_sums_warehouses_and_the_latest_as_of_wins() -> None:
+    values = kpis(
         [
             stock("i1", "fba", 10, T0),
             stock("i2", "3pl", 5, T0),
             stock("i3", "fba", 2, T0 + timedelta(hours=1)),
+            stock("i4", "fba", 50, T0 - timedelta(hours=1)),
         ],
+        by="store,sku",
     )
-    assert values["available"] == 7
-    assert apply_event(state, stock("i4", "fba", 50, T0 - timedelta(hours=1))) == []
+    assert values["available"] == "7"
+
+
+def test_velocity_days_of_cover_and_stockout() -> None:
+    sales = [
+        us_order(f"e{n}", f"o{n}", "10.00", quantity=2, occurred_at=T0 - timedelta(days=n))
+        for n in range(7)
+    ]
+    values = kpis([*sales, stock("i1", "fba", 21, T0)], by="store,sku", window="7d")
+    assert values["velocity"] == "2.000000"  # 14 units over 7 days
+    assert values["days_of_cover"] == "10.500000"
+    assert values["stockout"] == "0"
+    empty = kpis([*sales, stock("i1", "fba", 0, T0)], by="store,sku", window="7d")
+    assert (empty["days_of_cover"], empty["stockout"]) == ("0.000000", "1")
+
+
+def test_target_attainment_and_pace(tmp_path: Path) -> None:
+    targets = tmp_path / "targets.csv"
+    targets.write_text(
+        "month,level,platform,marketplace,store,team,amount,currency\n"
+        "2026-11,store,amazon,US,us-1,,1000,USD\n"
+    )
+    reference = load_reference("USD", targets=targets)
+    # 16 Nov 00:00 PST: 361 of the month's 721 hours have passed (1 Nov was a 25-hour day).
+    at = datetime(2026, 11, 16, 8, 0, tzinfo=UTC)
+    values = kpis(
+        [us_order("e1", "o1", "250.00", occurred_at=at - timedelta(hours=1))],
+        window="mtd",
+        at=at,
+        reference=reference,
+    )
+    assert values["target_attainment"] == "0.250000"
+    assert values["pace"] == "0.499307"  # 0.25 / (361 / 721)
+
+
+def test_a_dst_day_has_23_hours_and_its_hours_stay_apart() -> None:
+    spring = datetime(2026, 3, 8, 8, 0, tzinfo=UTC)  # 00:00 PST, the day clocks jump forward
+    events = [
+        us_order(f"e{h}", f"o{h}", "1.00", occurred_at=spring + timedelta(hours=h))
+        for h in range(24)
+    ]
+    state, reference = run(events)
+    day = kpi_rows(state, reference, "store", "1d", spring + timedelta(hours=12))[0]
+    assert day["values"]["orders"] == "23"  # the 24th hour is already the 9th
+    assert day["window_end"] == "2026-03-09T07:00:00+00:00"
+    trailing = kpi_rows(state, reference, "store", "24h", spring + timedelta(hours=23))[0]
+    assert trailing["values"]["orders"] == "24"
+
+
+def test_an_event_past_retention_is_late() -> None:
+    state, reference = run([us_order("e1", "o1", "1.00")])
+    pipeline = Pipeline(state, RuleSet([]), reference)
+    with pytest.raises(LateEventError, match=r"late: .* more than 63 days before"):
+        pipeline.process(us_order("e2", "o2", "1.00", occurred_at=T0 - timedelta(days=64)))
+    late_but_kept = us_order("e3", "o3", "1.00", occurred_at=T0 - timedelta(days=10))
+    assert pipeline.process(late_but_kept).alerts == []
+    assert kpi_rows(state, reference, "store", "28d", T0)[0]["values"]["orders"] == "2"
+
+
+def test_old_buckets_expire_as_the_store_moves_on() -> None:
+    state, _ = run(
+        [
+            us_order("e1", "o1", "1.00"),
+            us_order("e2", "o2", "1.00", occurred_at=T0 + timedelta(days=70)),
+        ]
+    )
+    days = [k for k, v in state.buckets.items() if v["grain"] == "d"]
+    assert all("2026-11-2" not in k for k in days)
+    assert len(state.seen) == 1
+
+
+def test_rollups_sum_stores_in_the_reporting_currency_only(tmp_path: Path) -> None:
+    teams = tmp_path / "teams.csv"
+    teams.write_text("platform,marketplace,store,team\namazon,JP,jp-1,east\namazon,US,us-1,east\n")
+    fx = tmp_path / "fx.csv"
+    fx.write_text("date,currency,rate\n2026-11-01,JPY,0.0067\n")
+    reference = load_reference("USD", fx=fx, teams=teams)
+    events: list[Event] = [
+        order("e1"),
+        us_order("e2", "o2", "10.00", occurred_at=T0 + timedelta(hours=10)),
+    ]
+    state, reference = run(events, reference)
+    team = kpi_rows(state, reference, "team", "1d", T0 + timedelta(hours=12))
+    assert team[0]["scope"] == {"team": "east"}
+    assert team[0]["values"]["gmv"] == "39.88"  # 29.88 (JP, 23 Nov) + 10.00 (US, 23 Nov)
+    market = kpi_rows(state, reference, "marketplace", "1d", T0 + timedelta(hours=12))
+    assert [row["scope"]["marketplace"] for row in market] == ["JP", "US"]
+
+
+def test_fx_rates_are_date_effective(tmp_path: Path) -> None:
+    fx = tmp_path / "fx.csv"
+    fx.write_text("date,currency,rate\n2026-11-01,JPY,0.0067\n2026-11-23,JPY,0.0070\n")
+    reference = load_reference("USD", fx=fx)
+    assert reference.fx.rate("JPY", date(2026, 11, 22)) == Decimal("0.0067")
+    assert reference.fx.rate("JPY", date(2026, 11, 23)) == Decimal("0.0070")
+    assert reference.fx.rate("JPY", date(2026, 10, 31)) is None
+    assert reference.fx.convert_minor(4460, "JPY", date(2026, 11, 23)) == 3122  # 31.22 USD
