@@ -5,6 +5,7 @@ Every event is keyed by store_id so one store's events stay in order on one part
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -46,12 +47,8 @@ async def ensure_topics(bootstrap: str, names: Sequence[str], partitions: int) -
             if errors:
                 raise ServiceError(f"could not create topics (Kafka error codes): {errors}")
             log.info("created topics %s with %d partitions", missing, partitions)
-        described = await admin.describe_topics(list(names))
-        wrong = {
-            topic["topic"]: len(topic["partitions"])
-            for topic in described
-            if len(topic["partitions"]) != partitions
-        }
+        counts = await _partition_counts(admin, names)
+        wrong = {topic: count for topic, count in counts.items() if count != partitions}
         if wrong:
             raise ServiceError(
                 f"topics {wrong} exist with other partition counts than the configured "
@@ -59,6 +56,19 @@ async def ensure_topics(bootstrap: str, names: Sequence[str], partitions: int) -
             )
     finally:
         await admin.close()
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: Sequence[str],
+                            timeout: float = 15.0) -> dict[str, int]:
+    """Partition count per topic. A topic created a moment ago can be described with no
+    partitions until the broker's metadata catches up, so empty answers are asked again."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        described = await admin.describe_topics(list(names))
+        counts = {topic["topic"]: len(topic["partitions"]) for topic in described}
+        if all(counts.values()) or asyncio.get_running_loop().time() > deadline:
+            return counts
+        await asyncio.sleep(0.2)
 
 
 class EventProducer:
@@ -80,6 +90,17 @@ class EventProducer:
     async def send(self, event: Event) -> None:
         topic = self._prefix + TOPICS[event.type]
         await self._producer.send(topic, encode(event), key=event.store_id.encode())
+
+    async def send_batch(self, events: Sequence[Event]) -> None:
+        """Send `events` and return once the broker acknowledged every one: the sink for
+        `connectors.base.run_source`, which checkpoints a cursor only after this returns."""
+        pending = [
+            await self._producer.send(
+                self._prefix + TOPICS[event.type], encode(event), key=event.store_id.encode()
+            )
+            for event in events
+        ]
+        await asyncio.gather(*pending)
 
     async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Produce bytes as they are (tests use it to put bad input on a topic)."""

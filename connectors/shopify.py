@@ -1,0 +1,270 @@
+"""Shopify webhooks: an aiohttp endpoint that verifies X-Shopify-Hmac-Sha256, drops repeated
+deliveries by X-Shopify-Webhook-Id, and turns orders/create, orders/updated, refunds/create and
+inventory_levels/update into our events.
+
+Shopify waits 5 seconds for a 2xx and otherwise retries (8 times over 4 hours). We answer 200
+only once the sink has taken the events (the sink returns when Kafka acknowledged them), within
+`handoff_timeout`; if that fails we answer 503, so Shopify's retry, not our memory, is what
+keeps an event from being lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, Final
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from connectors.base import EventSink, RejectSink
+from rules.errors import InvalidEventError
+from streams.events import Event, InventoryEvent, OrderEvent, OrderStatus, describe
+
+log = logging.getLogger(__name__)
+
+ORDER_TOPICS: Final = ("orders/create", "orders/updated")
+MAX_BODY: Final = 5 * 1024 * 1024
+
+
+def signature(secret: SecretStr, body: bytes) -> str:
+    """base64(HMAC-SHA256(app client secret, raw body)): what Shopify puts in the header."""
+    digest = hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def verify(secret: SecretStr, body: bytes, header: str | None) -> bool:
+    """Constant-time check of X-Shopify-Hmac-Sha256 against the raw (unparsed) body."""
+    if not header:
+        return False
+    return hmac.compare_digest(signature(secret, body).encode(), header.strip().encode())
+
+
+class ShopifyShop(BaseModel):
+    """One shop: its store_id and ISO country in our events, where its stock sits, and the
+    SKUs of its inventory items (inventory_levels/update names only inventory_item_id)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store_id: str
+    marketplace: str = Field(pattern=r"^[A-Z]{2}$")
+    warehouse: str = "own"
+    inventory_skus: dict[str, str] = Field(default_factory=dict)
+
+
+class ShopifyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret: SecretStr
+    # Keyed by X-Shopify-Shop-Domain (`example.myshopify.com`).
+    shops: dict[str, ShopifyShop]
+
+
+def order_status(order: dict[str, Any]) -> OrderStatus:
+    if order.get("cancelled_at"):
+        return "cancelled"
+    if order.get("financial_status") == "refunded":
+        return "refunded"
+    if order.get("fulfillment_status") == "fulfilled":
+        return "shipped"
+    return "placed"
+
+
+def order_event(order: Any, shop: ShopifyShop, source: str) -> OrderEvent:
+    """An Order payload as the order's latest state; event_id = order id + updated_at."""
+    if not isinstance(order, dict) or "id" not in order:
+        raise InvalidEventError(source, "payload is not an order (no id)")
+    try:
+        lines = [line for item in order.get("line_items") or [] for line in _line(item, order)]
+        return OrderEvent.model_validate(
+            {
+                "event_id": f"shopify:{order['id']}:{order.get('updated_at')}",
+                "occurred_at": order.get("updated_at") or order.get("created_at"),
+                "platform": "shopify",
+                "marketplace": shop.marketplace,
+                "store_id": shop.store_id,
+                "order_id": str(order["id"]),
+                "status": order_status(order),
+                "lines": lines,
+                "is_test": bool(order.get("test")),
+            }
+        )
+    except ValidationError as exc:
+        raise InvalidEventError(source, describe(exc)) from exc
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InvalidEventError(source, f"malformed line_items: {exc}") from exc
+
+
+def _line(item: dict[str, Any], order: dict[str, Any]) -> list[dict[str, Any]]:
+    if not item.get("quantity"):
+        return []  # removed by an order edit
+    shop_money = (item.get("price_set") or {}).get("shop_money") or {}
+    return [
+        {
+            "sku": item.get("sku") or f"variant:{item.get('variant_id') or item.get('id')}",
+            "quantity": item["quantity"],
+            "unit_price": {
+                "amount": str(shop_money.get("amount", item.get("price"))),
+                "currency": shop_money.get("currency_code") or order.get("currency"),
+            },
+        }
+    ]
+
+
+def inventory_event(level: Any, shop: ShopifyShop, source: str) -> InventoryEvent | None:
+    """An InventoryLevel; None when the item is not tracked (available is null)."""
+    if not isinstance(level, dict) or level.get("available") is None:
+        return None
+    item = str(level.get("inventory_item_id"))
+    stamp = f"{item}:{level.get('location_id')}:{level.get('updated_at')}"
+    try:
+        return InventoryEvent.model_validate(
+            {
+                "event_id": f"shopify:inv:{stamp}",
+                "occurred_at": level.get("updated_at"),
+                "platform": "shopify",
+                "marketplace": shop.marketplace,
+                "store_id": shop.store_id,
+                "sku": shop.inventory_skus.get(item, f"inventory_item:{item}"),
+                "warehouse": shop.warehouse,
+                # Shopify lets available go below zero when it oversells; for us that is 0.
+                "available": max(0, int(level["available"])),
+                "as_of": level.get("updated_at"),
+            }
+        )
+    except ValidationError as exc:
+        raise InvalidEventError(source, describe(exc)) from exc
+    except (TypeError, ValueError) as exc:
+        raise InvalidEventError(source, f"malformed inventory level: {exc}") from exc
+
+
+def events_for(topic: str, payload: Any, shop: ShopifyShop, source: str) -> list[Event]:
+    """Our events for one delivery. refunds/create gives none: a refund payload holds only the
+    refunded lines, and our order events carry an order's whole state (the engine keeps the
+    latest per order_id); Shopify also sends orders/updated for the refunded order, and that
+    delivery carries its new financial_status."""
+    if topic in ORDER_TOPICS:
+        return [order_event(payload, shop, source)]
+    if topic == "inventory_levels/update":
+        event = inventory_event(payload, shop, source)
+        return [] if event is None else [event]
+    return []
+
+
+class _Seen:
+    """The last `size` webhook ids handed off (Shopify retries within 4 hours)."""
+
+    def __init__(self, size: int) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def __contains__(self, webhook_id: str) -> bool:
+        return webhook_id in self._ids
+
+    def add(self, webhook_id: str) -> None:
+        self._ids[webhook_id] = None
+        while len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+
+class ShopifyWebhooks:
+    """The endpoint: POST `path`, one handler for every topic (X-Shopify-Topic)."""
+
+    def __init__(
+        self,
+        config: ShopifyConfig,
+        sink: EventSink,
+        *,
+        on_rejected: RejectSink | None = None,
+        handoff_timeout: float = 3.0,
+        remember: int = 100_000,
+        path: str = "/webhooks/shopify",
+    ) -> None:
+        self._config, self._sink, self._on_rejected = config, sink, on_rejected
+        self._timeout = handoff_timeout
+        self._seen = _Seen(remember)
+        self._in_flight: set[str] = set()
+        self.path = path
+        self.duplicates = 0
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_post(self.path, self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if not verify(self._config.secret, body, request.headers.get("X-Shopify-Hmac-Sha256")):
+            return web.Response(status=401, text="bad signature")
+        webhook_id = request.headers.get("X-Shopify-Webhook-Id", "")
+        if webhook_id and (webhook_id in self._seen or webhook_id in self._in_flight):
+            self.duplicates += 1
+            return web.Response(status=200, text="duplicate")
+        shop = self._config.shops.get(request.headers.get("X-Shopify-Shop-Domain", ""))
+        if shop is None:
+            # Signed with our secret but for a shop nobody configured: a setup mistake.
+            log.error(
+                "webhook for unconfigured shop %s", request.headers.get("X-Shopify-Shop-Domain")
+            )
+            return web.Response(status=404, text="unknown shop")
+        self._in_flight.add(webhook_id)
+        try:
+            return await self._deliver(
+                request.headers.get("X-Shopify-Topic", ""), body, shop, webhook_id
+            )
+        finally:
+            self._in_flight.discard(webhook_id)
+
+    async def _deliver(
+        self, topic: str, body: bytes, shop: ShopifyShop, webhook_id: str
+    ) -> web.Response:
+        source = f"shopify {topic} webhook {webhook_id or '(no id)'}"
+        try:
+            events = events_for(topic, _parse(body, source), shop, source)
+        except InvalidEventError as exc:
+            # Retrying the same bytes cannot help: record it and let Shopify stop.
+            await self._reject(exc)
+            return web.Response(status=200, text="rejected")
+        if not await self._hand_off(events, source):
+            return web.Response(status=503, text="try again")
+        if webhook_id:
+            self._seen.add(webhook_id)
+        return web.Response(status=200, text="ok")
+
+    async def _hand_off(self, events: Sequence[Event], source: str) -> bool:
+        if not events:
+            return True
+        try:
+            await asyncio.wait_for(self._sink(events), self._timeout)
+        except Exception as exc:  # any failure means: let Shopify retry
+            log.error("%s: hand-off failed (%s); answering 503", source, type(exc).__name__)
+            return False
+        return True
+
+    async def _reject(self, error: InvalidEventError) -> None:
+        if self._on_rejected is not None:
+            await self._on_rejected(error)
+        else:
+            log.warning("rejected %s: %s", error.source, error.reason)
+
+
+def _parse(body: bytes, source: str) -> Any:
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEventError(source, f"body is not JSON: {exc}") from exc
+
+
+async def serve(webhooks: ShopifyWebhooks, host: str, port: int) -> web.AppRunner:
+    """Start the endpoint; the caller stops it with `await runner.cleanup()`."""
+    runner = web.AppRunner(webhooks.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
