@@ -20,7 +20,7 @@ undefined rather than quietly short.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -121,7 +121,7 @@ def apply_event(state: State, reference: Reference, event: Event) -> Update:
         update = _apply_ad(state, reference, event, prefix)
     else:
         update = _apply_inventory(state, reference, event, prefix)
-    _advance_mark(state, prefix, event.occurred_at)
+    _advance_mark(state, prefix, event.occurred_at, _store_sweeps(state))
     return update
 
 
@@ -139,25 +139,29 @@ def _check_lateness(state: State, prefix: str, event: Event) -> None:
         )
 
 
-def _advance_mark(state: State, prefix: str, moment: datetime) -> None:
-    """Track the store's newest event time; once a day of it, expire the store's old state."""
+Sweep = tuple[Table, Callable[[Any, datetime], bool]]
+
+
+def _advance_mark(state: State, prefix: str, moment: datetime, sweeps: list[Sweep]) -> None:
+    """Track the newest event time of a store (or rollup scope); once a day of it, expire the
+    state under `prefix` that is past retention."""
     mark = state.marks.get(prefix) or {"watermark": moment.isoformat(), "swept": ""}
     newest = max(datetime.fromisoformat(mark["watermark"]), moment)
     today = newest.astimezone(UTC).date().isoformat()
     if mark["swept"] != today:
-        expire_store(state, prefix, newest)
+        expire(prefix, newest, sweeps)
     if newest.isoformat() != mark["watermark"] or mark["swept"] != today:
         state.marks[prefix] = {"watermark": newest.isoformat(), "swept": today}
 
 
-def expire_store(state: State, prefix: str, now: datetime) -> int:
-    """Delete this store's buckets, ledger entries and seen ids that are past retention."""
+def _store_sweeps(state: State) -> list[Sweep]:
+    return [(state.buckets, _bucket_end), (state.ledger, _ledger_time), (state.seen, _seen_time)]
+
+
+def expire(prefix: str, now: datetime, sweeps: list[Sweep]) -> int:
+    """Delete the entries under `prefix` that are past retention; returns how many."""
     removed = 0
-    for table, expires_at in (
-        (state.buckets, _bucket_end),
-        (state.ledger, _ledger_time),
-        (state.seen, _seen_time),
-    ):
+    for table, expires_at in sweeps:
         old = [k for k, v in list(table.items()) if k.startswith(prefix) and expires_at(v, now)]
         for stale in old:
             del table[stale]
@@ -468,8 +472,10 @@ def apply_rollup(state: State, delta: dict[str, Any]) -> Touch:
         period.end,
         delta["counters"],
     )
+    at = datetime.fromisoformat(delta["at"])
+    _advance_mark(state, scope.key[:-1] + ",", at, [(state.rollups, _bucket_end)])
     families = frozenset({"orders", "ads"})
-    return Touch(scope, families, day, None, datetime.fromisoformat(delta["at"]), table="rollups")
+    return Touch(scope, families, day, None, at, table="rollups")
 
 
 def scopes_at(state: State, level: Level) -> Iterable[Scope]:

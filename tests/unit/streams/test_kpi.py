@@ -297,6 +297,7 @@ def test_old_buckets_expire_as_the_store_moves_on() -> None:
     days = [k for k, v in state.buckets.items() if v["grain"] == "d"]
     assert all("2026-11-2" not in k for k in days)
     assert len(state.seen) == 1
+    assert [v["start"][:10] for v in state.rollups.values()] == ["2027-01-31", "2027-01-31"]
 
 
 def test_rollups_sum_stores_in_the_reporting_currency_only(tmp_path: Path) -> None:
