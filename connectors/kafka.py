@@ -58,8 +58,21 @@ async def ensure_topics(bootstrap: str, names: Sequence[str], partitions: int) -
         await admin.close()
 
 
-async def _partition_counts(admin: AIOKafkaAdminClient, names: Sequence[str],
-                            timeout: float = 15.0) -> dict[str, int]:
+async def partition_count(bootstrap: str, topic: str) -> int:
+    """How many partitions an existing topic has (0 when it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            return 0
+        return (await _partition_counts(admin, [topic])).get(topic, 0)
+    finally:
+        await admin.close()
+
+
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, names: Sequence[str], timeout: float = 15.0
+) -> dict[str, int]:
     """Partition count per topic. A topic created a moment ago can be described with no
     partitions until the broker's metadata catches up, so empty answers are asked again."""
     deadline = asyncio.get_running_loop().time() + timeout

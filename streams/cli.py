@@ -126,6 +126,17 @@ def _parser() -> argparse.ArgumentParser:
     _kafka_args(produce)
     produce.set_defaults(run=_produce)
 
+    produce_fx = commands.add_parser(
+        "produce-fx",
+        help="publish FX rates from a CSV file to the fx-rates topic (running workers use them)",
+        description="Check FX_FILE (date,currency,rate: 1 currency = rate reporting currency "
+        "from that date) and put each rate on the fx-rates topic. Running workers apply new "
+        "rates to what they count from then on.",
+    )
+    produce_fx.add_argument("fx", type=Path, metavar="FX_FILE")
+    _kafka_args(produce_fx)
+    produce_fx.set_defaults(run=_produce_fx)
+
     worker = commands.add_parser(
         "worker",
         help="run the Kafka runtime (Faust worker)",
@@ -346,6 +357,24 @@ def _produce(args: argparse.Namespace) -> int:
     for exc in rejected:
         print(f"rejected {exc}", file=sys.stderr)
     print(f"kpiwatch produce: {sent} events sent, {len(rejected)} rejected", file=sys.stderr)
+    return 0
+
+
+def _produce_fx(args: argparse.Namespace) -> int:
+    from connectors.kafka import ensure_topics
+    from streams.fxfeed import publish
+    from streams.reference import FX_COLUMNS, csv_rows
+
+    settings = _settings(args)
+    load_reference(settings.reporting_currency, fx=args.fx)  # every bad row, with its line
+    rows = [row for _, row in csv_rows(args.fx, FX_COLUMNS)]
+    topic = settings.topic("fx-rates")
+
+    async def run() -> int:
+        await ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+        return await publish(settings.kafka_bootstrap, topic, rows)
+
+    print(f"kpiwatch produce-fx: {asyncio.run(run())} rate(s) sent to {topic}", file=sys.stderr)
     return 0
 
 

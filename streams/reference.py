@@ -134,7 +134,7 @@ def _load(
 ) -> list[Problem]:
     problems: list[Problem] = []
     try:
-        rows = list(_rows(path, columns))
+        rows = list(csv_rows(path, columns))
     except (OSError, ValueError) as exc:
         return [Problem(str(path), None, str(exc))]
     for line, row in rows:
@@ -145,7 +145,7 @@ def _load(
     return problems
 
 
-def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+def csv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
@@ -170,11 +170,16 @@ def _amount(row: dict[str, str], column: str) -> Amount:
 
 
 def _fx_row(reference: Reference, row: dict[str, str]) -> None:
+    apply_fx_row(reference.fx, row)
+
+
+def apply_fx_row(fx: FxRates, row: dict[str, str]) -> None:
+    """One rate from a CSV row or an fx-rates topic message: date, currency, rate."""
     minor_unit_exponent(row["currency"])
     rate = _decimal(row["rate"], "rate")
     if rate == 0:
         raise ValueError("rate must be above 0")
-    reference.fx.set(row["currency"], date.fromisoformat(row["date"]), rate)
+    fx.set(row["currency"], date.fromisoformat(row["date"]), rate)
 
 
 def _cost_row(reference: Reference, row: dict[str, str]) -> None:

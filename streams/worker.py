@@ -15,6 +15,7 @@ from sinks.console import ConsoleSink
 from sinks.webhook import WebhookSink
 from streams.app import build_app
 from streams.events import TOPICS
+from streams.fxfeed import FxFeed
 from streams.reference import load_reference
 from streams.settings import Settings
 
@@ -26,7 +27,10 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
     rules = load_paths(settings.rules) if settings.rules else load_default()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    names = [settings.topic(n) for n in (*TOPICS.values(), "alerts", "dead-letter", "rollups")]
+    names = [
+        settings.topic(n)
+        for n in (*TOPICS.values(), "alerts", "dead-letter", "rollups", "fx-rates")
+    ]
     loop.run_until_complete(ensure_topics(settings.kafka_bootstrap, names, settings.partitions))
     sinks: list[Sink] = []
     if console:
@@ -44,7 +48,10 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
         targets=settings.targets_file,
         teams=settings.teams_file,
     )
+    feed = FxFeed(settings.kafka_bootstrap, settings.topic("fx-rates"), reference.fx)
+    log.info("fx: %d rate(s) from the fx-rates topic", loop.run_until_complete(feed.catch_up()))
     app = build_app(settings, rules, sinks, reference)
+    app.task(feed.follow)
     log.info("worker %s: %d rule(s), sinks %s", app.conf.id, len(rules), [s.name for s in sinks])
     worker = faust.Worker(app, loop=loop, loglevel="INFO", redirect_stdouts=False)
     worker.execute_from_commandline()
