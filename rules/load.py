@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
 from rules.errors import ConfigError, Problem
 from rules.kpis import CATALOG, LEVEL_LABELS, KpiSpec, Level, level_of
@@ -27,6 +24,7 @@ from rules.schema import (
     Threshold,
     is_currency,
 )
+from rules.yamlfile import line_of, parse_yaml, plain, problems_of
 
 DEFAULT_RULES = "default.yaml"
 
@@ -96,7 +94,7 @@ def load_default() -> RuleSet:
 
 def load_text(text: str, source: str) -> list[CompiledRule]:
     """Compile one file's rules; every problem in it is reported at once."""
-    document = _parse_yaml(text, source)
+    document = parse_yaml(text, source)
     problems: list[Problem] = []
     compiled: list[CompiledRule] = []
     for index, raw in enumerate(_rule_items(document, source, problems)):
@@ -104,12 +102,12 @@ def load_text(text: str, source: str) -> list[CompiledRule]:
         if spec is None:
             continue
         rule_problems = [
-            Problem(source, _line_of(document, ("rules", index, key)), message)
+            Problem(source, line_of(document, ("rules", index, key)), message)
             for key, message in _check(spec)
         ]
         problems.extend(rule_problems)
         if not rule_problems:
-            compiled.append(_compile(spec, source, _line_of(document, ("rules", index))))
+            compiled.append(_compile(spec, source, line_of(document, ("rules", index))))
     problems.extend(_duplicate_names(compiled))
     if problems:
         raise ConfigError(problems)
@@ -120,24 +118,24 @@ def _rule_items(document: Any, source: str, problems: list[Problem]) -> list[Any
     """The raw rules of a file whose outer shape (`rules:` and nothing else) is right."""
     try:
         # The rules themselves are validated one by one, so that each gets its own problems.
-        shell = _plain(document)
+        shell = plain(document)
         if isinstance(shell, dict) and "rules" in shell:
             shell["rules"] = []
         RuleFile.model_validate(shell)
     except ValidationError as exc:
-        problems.extend(_problems(exc, document, (), source))
+        problems.extend(problems_of(exc, document, (), source))
         return []
     rules = document.get("rules")
     if not isinstance(rules, list):
         problems.append(
             Problem(
                 source,
-                _line_of(document, ("rules",)),
+                line_of(document, ("rules",)),
                 "rules: expected a list of rules, each starting with '- name:'",
             )
         )
         return []
-    return [_plain(rule) for rule in rules]
+    return [plain(rule) for rule in rules]
 
 
 def _validate_rule(
@@ -146,17 +144,8 @@ def _validate_rule(
     try:
         return RuleSpec.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(_problems(exc, document, ("rules", index), source))
+        problems.extend(problems_of(exc, document, ("rules", index), source))
         return None
-
-
-def _problems(
-    exc: ValidationError, document: Any, prefix: tuple[int | str, ...], source: str
-) -> list[Problem]:
-    return [
-        Problem(source, _line_of(document, (*prefix, *error["loc"])), _message(error))
-        for error in exc.errors(include_url=False)
-    ]
 
 
 def _expand(paths: Sequence[Path], problems: list[Problem]) -> list[Path]:
@@ -171,63 +160,6 @@ def _expand(paths: Sequence[Path], problems: list[Problem]) -> list[Path]:
     return files
 
 
-def _parse_yaml(text: str, source: str) -> Any:
-    try:
-        document = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        # Where the broken construct started (an unclosed quote) beats where the parser gave up
-        # (often the end of the file).
-        mark = exc.context_mark or exc.problem_mark
-        line = mark.line + 1 if mark is not None else None
-        what = f"{exc.context}, {exc.problem}" if exc.context else str(exc.problem)
-        raise ConfigError([Problem(source, line, f"not valid YAML: {what}")]) from exc
-    if document is None:
-        raise ConfigError([Problem(source, None, "the file is empty; expected 'rules:'")])
-    return document
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's commented containers as plain dicts and lists, for pydantic."""
-    if isinstance(node, dict):
-        return {str(key): _plain(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_plain(item) for item in node]
-    return node
-
-
-def _line_of(document: Any, loc: Sequence[int | str]) -> int | None:
-    """The 1-based line of the deepest part of `loc` that the YAML document has."""
-    node, line = document, None
-    for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            line = node.lc.key(part)[0] + 1
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            line = node.lc.item(part)[0] + 1
-            node = node[part]
-        else:
-            break
-    if line is None and isinstance(document, CommentedMap):
-        line = document.lc.line + 1
-    return line
-
-
-def _message(error: Any) -> str:
-    loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if loc and loc[-1] == "[key]":  # a mapping key that is not allowed, e.g. thresholds: severe:
-        parent = loc[-3] if len(loc) >= 3 else "file"
-        return (
-            f"{parent}: {error['input']!r} is not allowed here; {message[0].lower()}{message[1:]}"
-        )
-    field = loc[-1] if loc else "file"
-    if error["type"] == "extra_forbidden":
-        return f"unknown key {field!r}"
-    if error["type"] == "missing":
-        return f"missing required key {field!r}"
-    return f"{field}: {message}"
-
-
 def _check(rule: RuleSpec) -> list[tuple[str, str]]:
     """Checks against the KPI catalog, as (key at fault, message), all reported together."""
     where = f"rule {rule.name!r}"
@@ -235,15 +167,15 @@ def _check(rule: RuleSpec) -> list[tuple[str, str]]:
     if spec is None:
         return [("kpi", f"{where}: unknown kpi {rule.kpi!r} (known: {_known()})")]
     level = level_of(rule.by)
-    problems = _scope_problems(where, spec, rule, level) + _window_problems(where, spec, rule)
+    problems = _scopeproblems_of(where, spec, rule, level) + _windowproblems_of(where, spec, rule)
     for threshold in rule.thresholds.values():
-        problems.extend(("thresholds", m) for m in _unit_problems(where, spec, threshold))
+        problems.extend(("thresholds", m) for m in _unitproblems_of(where, spec, threshold))
     for guard in rule.require:
-        problems.extend(("require", m) for m in _guard_problems(where, guard, level))
+        problems.extend(("require", m) for m in _guardproblems_of(where, guard, level))
     return problems
 
 
-def _scope_problems(
+def _scopeproblems_of(
     where: str, spec: KpiSpec, rule: RuleSpec, level: Level | None
 ) -> list[tuple[str, str]]:
     if level is not None and level in spec.levels:
@@ -258,7 +190,7 @@ def _scope_problems(
     ]
 
 
-def _window_problems(where: str, spec: KpiSpec, rule: RuleSpec) -> list[tuple[str, str]]:
+def _windowproblems_of(where: str, spec: KpiSpec, rule: RuleSpec) -> list[tuple[str, str]]:
     if rule.window is None:
         return []
     if not spec.windowed:
@@ -278,13 +210,13 @@ def _window_problems(where: str, spec: KpiSpec, rule: RuleSpec) -> list[tuple[st
     return []
 
 
-def _guard_problems(where: str, guard: Guard, level: Level | None) -> list[str]:
+def _guardproblems_of(where: str, guard: Guard, level: Level | None) -> list[str]:
     guard_spec = CATALOG.get(guard.kpi)
     if guard_spec is None:
         return [f"{where}: require: {guard.kpi!r} is not a KPI (known: {_known()})"]
     if level is not None and level not in guard_spec.levels:
         return [f"{where}: require: {guard.kpi} is not kept per {' and '.join(_ordered(level))}"]
-    return _unit_problems(where, guard_spec, guard.threshold)
+    return _unitproblems_of(where, guard_spec, guard.threshold)
 
 
 def _known() -> str:
@@ -307,7 +239,7 @@ def _by_choices(spec: KpiSpec) -> str:
     return " or ".join(f"by: [{', '.join(_ordered(lvl))}]" for lvl in _levels(spec))
 
 
-def _unit_problems(where: str, spec: KpiSpec, threshold: Threshold) -> list[str]:
+def _unitproblems_of(where: str, spec: KpiSpec, threshold: Threshold) -> list[str]:
     unit = threshold.unit
     if unit == "%" and spec.unit != "ratio":
         return [f"{where}: '{threshold}' is a percentage but {spec.name} is a {spec.unit}"]
