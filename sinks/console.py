@@ -6,7 +6,10 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+import httpx
+
 from rules.alerts import Alert
+from sinks.config import ConsoleConfig
 
 
 def alert_json(alert: Alert) -> str:
@@ -27,6 +30,10 @@ class ConsoleSink:
         self.name = name
         self._stream = stream
         self._format = alert_json if json_lines else alert_text
+
+    @classmethod
+    def from_config(cls, config: ConsoleConfig, client: httpx.AsyncClient) -> ConsoleSink:
+        return cls(config.name, json_lines=config.json_lines)
 
     async def send(self, alerts: Sequence[Alert]) -> None:
         stream = self._stream or sys.stdout

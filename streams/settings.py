@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1)
     rules: list[Path] = []
     webhook_url: SecretStr | None = None
+    # Sinks (DingTalk, Feishu, WeCom, Slack, Teams, email, Alertmanager, webhooks) as YAML.
+    sinks_file: Path | None = None
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=0, le=65535)
     data_dir: Path = Path(".kpiwatch")

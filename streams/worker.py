@@ -12,6 +12,8 @@ from connectors.kafka import ensure_topics
 from rules.load import load_default, load_paths
 from sinks.base import Sink
 from sinks.console import ConsoleSink
+from sinks.load import load_path as load_sinks
+from sinks.registry import build
 from sinks.webhook import WebhookSink
 from streams.app import build_app
 from streams.events import TOPICS
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 def run_worker(settings: Settings, *, console: bool = True) -> int:
     """Run until stopped; returns the process exit code."""
     rules = load_paths(settings.rules) if settings.rules else load_default()
+    sinks = build_sinks(settings, console=console)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     names = [
@@ -32,12 +35,6 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
         for n in (*TOPICS.values(), "alerts", "dead-letter", "rollups", "fx-rates")
     ]
     loop.run_until_complete(ensure_topics(settings.kafka_bootstrap, names, settings.partitions))
-    sinks: list[Sink] = []
-    if console:
-        sinks.append(ConsoleSink())
-    if settings.webhook_url is not None:
-        client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
-        sinks.append(WebhookSink(settings.webhook_url, client))
     # Faust warns each time its fixed 100-message producer buffer fills, which under any real
     # load is every few milliseconds; it is flow control, not a problem.
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
@@ -56,3 +53,15 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
     worker = faust.Worker(app, loop=loop, loglevel="INFO", redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
+
+
+def build_sinks(settings: Settings, *, console: bool = True) -> list[Sink]:
+    """The sinks of KPIWATCH_SINKS_FILE (every problem reported at once), plus the console and
+    the KPIWATCH_WEBHOOK_URL shortcut; one HTTP client with explicit timeouts serves them all."""
+    client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    sinks: list[Sink] = [ConsoleSink()] if console else []
+    if settings.sinks_file is not None:
+        sinks.extend(build(config, client) for config in load_sinks(settings.sinks_file))
+    if settings.webhook_url is not None:
+        sinks.append(WebhookSink(settings.webhook_url, client))
+    return sinks

@@ -1,0 +1,129 @@
+"""Load a sinks file: YAML -> validated configs with secrets resolved, every problem at once.
+
+Reuses the rule loader's YAML helpers so both files report problems the same way (file:line).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from rules.errors import ConfigError, Problem
+from rules.yamlfile import line_of, parse_yaml, plain, problems_of
+from sinks.config import CONFIG_MODELS, SecretSource, SinkBase, SinksFile
+from sinks.registry import SINK_TYPES
+
+
+def load_path(path: Path, environ: Mapping[str, str] | None = None) -> list[SinkBase]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), None, f"cannot read: {exc.strerror}")]) from exc
+    return load_text(text, str(path), environ)
+
+
+def load_text(text: str, source: str, environ: Mapping[str, str] | None = None) -> list[SinkBase]:
+    """Validate every sink and resolve every secret; raise ConfigError listing all problems."""
+    document = parse_yaml(text, source, top_key="sinks")
+    problems: list[Problem] = []
+    configs: dict[int, SinkBase] = {}
+    for index, raw in enumerate(_sink_items(document, source, problems)):
+        config = _validate(raw, document, index, source, problems)
+        if config is not None:
+            problems.extend(_resolve(config, document, index, source, environ or os.environ))
+            configs[index] = config
+    problems.extend(_duplicates(configs, document, source))
+    if problems:
+        raise ConfigError(problems)
+    return list(configs.values())
+
+
+def _sink_items(document: Any, source: str, problems: list[Problem]) -> list[Any]:
+    shell = plain(document)
+    if isinstance(shell, dict) and "sinks" in shell:
+        shell["sinks"] = []  # each sink is validated alone, to get its own problems
+    try:
+        SinksFile.model_validate(shell)
+    except ValidationError as exc:
+        problems.extend(problems_of(exc, document, (), source))
+        return []
+    sinks = document.get("sinks")
+    if not isinstance(sinks, list):
+        line = line_of(document, ("sinks",))
+        problems.append(
+            Problem(source, line, "sinks: expected a list, each item starting '- name:'")
+        )
+        return []
+    return [plain(sink) for sink in sinks]
+
+
+def _validate(
+    raw: Any, document: Any, index: int, source: str, problems: list[Problem]
+) -> SinkBase | None:
+    where = ("sinks", index)
+    type_ = raw.get("type") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict) or "type" not in raw:
+        problems.append(Problem(source, line_of(document, where), "missing required key 'type'"))
+        return None
+    model = CONFIG_MODELS.get(str(type_))
+    if model is None or type_ not in SINK_TYPES:
+        known = ", ".join(sorted(SINK_TYPES))
+        line = line_of(document, (*where, "type"))
+        problems.append(
+            Problem(source, line, f"type: unknown sink type {type_!r} (known: {known})")
+        )
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(problems_of(exc, document, where, source))
+        return None
+
+
+def _resolve(
+    config: SinkBase, document: Any, index: int, source: str, environ: Mapping[str, str]
+) -> list[Problem]:
+    problems = []
+    for field in type(config).model_fields:
+        secret = getattr(config, field)
+        if isinstance(secret, SecretSource):
+            missing = _read(secret, environ)
+            if missing is not None:
+                line = line_of(document, ("sinks", index, field))
+                problems.append(Problem(source, line, f"sink {config.name!r}: {field}: {missing}"))
+    return problems
+
+
+def _read(secret: SecretSource, environ: Mapping[str, str]) -> str | None:
+    """Store the secret's value in it; or say what is missing (never the value itself)."""
+    if secret.env is not None:
+        value = environ.get(secret.env, "")
+        if not value:
+            return f"environment variable {secret.env} is not set or empty"
+    elif secret.file is not None:
+        try:
+            value = secret.file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            return f"cannot read secret file {secret.file}: {exc.strerror}"
+        if not value:
+            return f"secret file {secret.file} is empty"
+    secret.set(value)
+    return None
+
+
+def _duplicates(configs: dict[int, SinkBase], document: Any, source: str) -> list[Problem]:
+    seen: dict[str, int] = {}
+    problems = []
+    for index, config in configs.items():
+        line = line_of(document, ("sinks", index, "name"))
+        if config.name in seen:
+            first = f"{source}:{seen[config.name]}"
+            problems.append(
+                Problem(source, line, f"sink name {config.name!r} is already used at {first}")
+            )
+        seen.setdefault(config.name, line or 0)
+    return problems

@@ -1,0 +1,66 @@
+"""WeCom (企业微信) group robot: a markdown message, or text when mentioning by mobile.
+
+Docs: https://developer.work.weixin.qq.com/document/path/91770 (群机器人配置说明).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import httpx
+
+from rules.alerts import Alert
+from sinks import http, redact
+from sinks.config import WeComConfig
+from sinks.render import Message, fit, render
+
+# errcode 45009 "api freq out of limit" (a robot takes 20 messages a minute); -1 system busy.
+RETRYABLE_CODES: Final[dict[int, float | None]] = {45009: 60.0, -1: None}
+# Documented content limits, UTF-8 bytes.
+MAX_BYTES: Final = {"markdown": 4096, "text": 2048}
+
+
+class WeComSink:
+    def __init__(self, config: WeComConfig, client: httpx.AsyncClient) -> None:
+        self.name = config.name
+        self._config = config
+        self._client = client
+        redact.install()
+
+    @classmethod
+    def from_config(cls, config: WeComConfig, client: httpx.AsyncClient) -> WeComSink:
+        return cls(config, client)
+
+    async def send(self, alerts: Sequence[Alert]) -> None:
+        url = self._config.url.get().get_secret_value()
+        body = http.json_bytes(self.payload(render(alerts, self._config.language)))
+        response = await http.post(self._client, self.name, url, body)
+        http.raise_for_code(
+            self.name,
+            response,
+            code_key="errcode",
+            message_key="errmsg",
+            retryable_codes=RETRYABLE_CODES,
+            secrets=http.url_secrets(url),
+        )
+
+    def payload(self, message: Message) -> dict[str, Any]:
+        config = self._config
+        if config.msgtype == "text":
+            return {"msgtype": "text", "text": self._text(message)}
+        mentions = "".join(f"\n<@{user}>" for user in config.mention_user_ids)
+        budget = MAX_BYTES["markdown"] - len(mentions.encode())
+        return {
+            "msgtype": "markdown",
+            "markdown": {"content": fit(message, lambda m: m.markdown(), budget) + mentions},
+        }
+
+    def _text(self, message: Message) -> dict[str, Any]:
+        config = self._config
+        everyone = ["@all"] if config.mention_all else []
+        return {
+            "content": fit(message, lambda m: m.text(), MAX_BYTES["text"]),
+            "mentioned_list": [*config.mention_user_ids, *everyone],
+            "mentioned_mobile_list": list(config.mention_mobiles),
+        }
