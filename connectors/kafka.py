@@ -20,8 +20,11 @@ log = logging.getLogger(__name__)
 TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
 
 
-async def ensure_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
+async def ensure_topics(
+    bootstrap: str, names: Sequence[str], partitions: int, *, compacted: bool = False
+) -> None:
     """Create the topics that do not exist yet; an existing one must have `partitions`.
+    `compacted` topics keep the latest value per key (table changelogs).
 
     Stream state is partitioned like the input topics, so a topic created by broker
     auto-creation with a different count would split one store's state: we refuse to run on it.
@@ -35,7 +38,12 @@ async def ensure_topics(bootstrap: str, names: Sequence[str], partitions: int) -
         if missing:
             response = await admin.create_topics(
                 [
-                    NewTopic(name, num_partitions=partitions, replication_factor=1)
+                    NewTopic(
+                        name,
+                        num_partitions=partitions,
+                        replication_factor=1,
+                        topic_configs={"cleanup.policy": "compact"} if compacted else {},
+                    )
                     for name in missing
                 ]
             )

@@ -15,7 +15,7 @@ from sinks.console import ConsoleSink
 from sinks.load import load_path as load_sinks
 from sinks.registry import build
 from sinks.webhook import WebhookSink
-from streams.app import build_app
+from streams.app import ROLLUP_TABLES, TABLES, build_app
 from streams.events import TOPICS
 from streams.fxfeed import FxFeed
 from streams.reference import load_reference
@@ -35,6 +35,16 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
         for n in (*TOPICS.values(), "alerts", "dead-letter", "rollups", "fx-rates")
     ]
     loop.run_until_complete(ensure_topics(settings.kafka_bootstrap, names, settings.partitions))
+    # Faust would create its changelogs itself, but checks their partition count before the
+    # broker's metadata has caught up and then crashes the agent; made here, they are ready.
+    loop.run_until_complete(
+        ensure_topics(
+            settings.kafka_bootstrap,
+            changelog_topics(settings),
+            settings.partitions,
+            compacted=True,
+        )
+    )
     # Faust warns each time its fixed 100-message producer buffer fills, which under any real
     # load is every few milliseconds; it is flow control, not a problem.
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
@@ -65,3 +75,9 @@ def build_sinks(settings: Settings, *, console: bool = True) -> list[Sink]:
     if settings.webhook_url is not None:
         sinks.append(WebhookSink(settings.webhook_url, client))
     return sinks
+
+
+def changelog_topics(settings: Settings) -> list[str]:
+    """The changelog topic of every table, named as Faust names them: <app id>-<table>-changelog."""
+    app_id = settings.topic(settings.app_id)
+    return [f"{app_id}-{table}-changelog" for table in (*TABLES, *ROLLUP_TABLES.values())]
