@@ -104,8 +104,15 @@ def build_app(
 
     @app.agent(rollups_topic, name="rollups")
     async def process_rollups(stream: Any) -> None:
-        async for value in stream:
-            await _send_alerts(alerts_topic, rollup_pipeline.process_rollup(json.loads(value)))
+        async for event in stream.events():
+            try:
+                alerts = rollup_pipeline.process_rollup(json.loads(event.value))
+            except Exception as exc:
+                # Same rule as for input events: park what cannot be processed, keep going.
+                log.exception("rollup %s/%s failed", event.message.partition, event.message.offset)
+                await _dead_letter(dead_letter, event.message, f"rollup failed: {exc!r}")
+                continue
+            await _send_alerts(alerts_topic, alerts)
 
     @app.agent(alerts_topic, name="notify")
     async def notify(stream: Any) -> None:
