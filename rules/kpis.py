@@ -55,10 +55,17 @@ DAILY_WINDOWS: Final[tuple[WindowName, ...]] = ("1d", "7d", "28d", "mtd")
 def level_of(by: Iterable[str]) -> Level | None:
     """The scope level a rule's `by:` names, or None when no level has exactly those labels."""
     wanted = set(by)
+    if wanted & {"sku", "campaign"}:
+        wanted.add("store")  # a SKU or campaign id is only unique within its store
     for level, labels in LEVEL_LABELS.items():
         if level <= wanted and wanted <= set(labels):
             return level
     return None
+
+
+def level_text(level: Level) -> str:
+    """How people write a level in `by:`: store,sku rather than platform,marketplace,store,sku."""
+    return ",".join(label for label in LEVEL_LABELS[level] if label in level)
 
 
 @dataclass(frozen=True)

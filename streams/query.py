@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rules.kpis import LEVEL_LABELS, ROLLUPS, WINDOWS, Level, level_of
+from rules.kpis import LEVEL_LABELS, ROLLUPS, WINDOWS, Level, level_of, level_text
 from streams.kpi import State, Touch, scopes_at
 from streams.reference import Reference
 from streams.values import snapshot
@@ -21,7 +23,7 @@ ALL_FAMILIES = frozenset({"orders", "ads", "inventory"})
 def parse_level(by: str) -> Level:
     level = level_of(part.strip() for part in by.split(",") if part.strip())
     if level is None:
-        choices = "; ".join(",".join(labels) for labels in LEVEL_LABELS.values())
+        choices = "; ".join(level_text(level) for level in LEVEL_LABELS)
         raise ValueError(f"--by {by!r} names no scope level; use one of: {choices}")
     return level
 
@@ -61,7 +63,9 @@ def kpi_rows(
                 "window_start": view.window.start.isoformat() if view.window else None,
                 "window_end": view.window.end.isoformat() if view.window else None,
                 "currency": view.currency,
-                "values": {k: (None if v is None else str(v)) for k, v in sorted(values.items())},
+                "values": _strings(values),
+                "native_currency": view.native_currency,
+                "native": _strings({k: v for k, v in view.native.items() if v is not None}),
             }
         )
     return sorted(rows, key=lambda row: sorted(row["scope"].items()))
@@ -74,3 +78,8 @@ def _moment(at: str | datetime | None) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"--at {at}: give a time zone, e.g. 2026-11-23T12:00:00+09:00")
     return moment
+
+
+def _strings(values: Mapping[str, Decimal | None]) -> dict[str, str | None]:
+    """Decimals as strings, so no digit is lost on the way through JSON; undefined as null."""
+    return {k: (None if v is None else str(v)) for k, v in sorted(values.items())}

@@ -109,3 +109,24 @@ def test_simulate_prints_the_same_events_as_the_simulator(
     assert main(["simulate", "--start", START, "--hours", "3"]) == 0
     printed = capsysbinary.readouterr().out.splitlines()
     assert printed == [encode(e) for e in simulate(datetime.fromisoformat(START), hours=3)]
+
+
+def test_kpis_prints_one_row_per_scope_with_native_money(
+    events_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["kpis", str(events_file), "--by", "sku", "--window", "7d"]) == 0
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 12  # 3 stores x 4 SKUs
+    jp = next(r for r in rows if r["scope"]["marketplace"] == "JP")
+    assert jp["values"]["gmv"] is None  # no JPY rate given: undefined in USD, not 0
+    assert jp["native_currency"] == "JPY"
+    assert int(jp["native"]["gmv"]) > 0
+    assert "2 rejected" in err
+
+
+def test_kpis_names_the_levels_it_knows(
+    events_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["kpis", str(events_file), "--by", "sku,team"]) == 1
+    assert "use one of: store; store,sku; store,campaign; marketplace" in capsys.readouterr().err
