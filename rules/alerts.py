@@ -31,6 +31,13 @@ class Alert(BaseModel):
     kpi: str
     fingerprint: str
     summary: str
+    # A transition inside a mute calendar (or the resolve of a firing nobody was told about):
+    # recorded on the alerts topic and in the lifecycle, never sent to a person.
+    muted: bool = False
+    # When the firing episode began (after `for:`); the same on its repeats and its resolve.
+    started_at: AwareDatetime | None = None
+    # The rule's message templates rendered, by language (en, zh).
+    messages: dict[str, str] = {}
 
     @property
     def key(self) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from rules.kpis import Snapshot
+from rules.kpis import Snapshot, ratio
 from rules.load import CompiledRule, RuleSet
 from rules.schema import Severity, Threshold
 
@@ -26,15 +27,22 @@ class Evaluation:
     judged: bool = True
     reason: str = ""
     currency: str | None = None
+    baseline: Decimal | None = None
 
 
 def evaluate_all(rules: RuleSet, snapshot: Snapshot) -> list[Evaluation]:
     """Every rule that watches the snapshot's scope level and window, judged."""
-    candidates = rules.matching(snapshot.values.keys(), snapshot.level)
+    return evaluate_rules(
+        rules.matching(snapshot.values.keys(), snapshot.level, snapshot.labels), snapshot
+    )
+
+
+def evaluate_rules(candidates: Iterable[CompiledRule], snapshot: Snapshot) -> list[Evaluation]:
+    """Those of `candidates` that watch the snapshot's window and admit its scope, judged."""
     return [
         evaluate(rule, snapshot)
         for rule in candidates
-        if rule.window == snapshot.window_name and _passes_filters(rule, snapshot)
+        if rule.window == snapshot.window_name and passes_filters(rule, snapshot)
     ]
 
 
@@ -48,16 +56,43 @@ def evaluate(rule: CompiledRule, snapshot: Snapshot) -> Evaluation:
         return Evaluation(
             rule, snapshot, None, None, None, False, f"{rule.kpi.name} is undefined", currency
         )
+    if rule.baseline is not None:
+        return _against_baseline(rule, snapshot, value, currency)
+    return _judge(rule, snapshot, value, currency)
+
+
+def _judge(
+    rule: CompiledRule,
+    snapshot: Snapshot,
+    value: Decimal,
+    currency: str | None,
+    baseline: Decimal | None = None,
+) -> Evaluation:
     for severity, threshold in rule.thresholds:
         if threshold.holds(value):
-            return Evaluation(rule, snapshot, severity, value, threshold, currency=currency)
-    return Evaluation(rule, snapshot, None, value, None, currency=currency)
+            return Evaluation(
+                rule, snapshot, severity, value, threshold, currency=currency, baseline=baseline
+            )
+    return Evaluation(rule, snapshot, None, value, None, currency=currency, baseline=baseline)
+
+
+def _against_baseline(
+    rule: CompiledRule, snapshot: Snapshot, value: Decimal, currency: str | None
+) -> Evaluation:
+    """The value as a share of the usual one; a scope with no usual value cannot be judged."""
+    key = rule.baseline.key if rule.baseline else ""
+    usual = snapshot.baselines.get(key, {}).get(rule.kpi.name)
+    share = ratio(value, usual) if usual is not None else None
+    if share is None:
+        reason = f"no usual {rule.kpi.name} to compare with ({key})"
+        return Evaluation(rule, snapshot, None, None, None, False, reason, currency)
+    return _judge(rule, snapshot, share, currency, usual)
 
 
 def pick(snapshot: Snapshot, kpi: str, unit: str | None) -> tuple[Decimal | None, str | None]:
     """A KPI's value in the currency a threshold is written in: the reporting currency, or the
     scope's selling currency. A threshold in any other currency says nothing about this scope."""
-    if unit in (None, "%") or unit == snapshot.currency:
+    if unit in (None, "%", "d") or unit == snapshot.currency:
         return snapshot.values.get(kpi), snapshot.currency
     if unit == snapshot.native_currency:
         return snapshot.native.get(kpi), unit
@@ -65,8 +100,8 @@ def pick(snapshot: Snapshot, kpi: str, unit: str | None) -> tuple[Decimal | None
 
 
 def _money_unit(rule: CompiledRule) -> str | None:
-    return next((t.unit for _, t in rule.thresholds if t.unit not in (None, "%")), None)
+    return next((t.unit for _, t in rule.thresholds if t.unit not in (None, "%", "d")), None)
 
 
-def _passes_filters(rule: CompiledRule, snapshot: Snapshot) -> bool:
+def passes_filters(rule: CompiledRule, snapshot: Snapshot) -> bool:
     return all(snapshot.labels.get(label) in allowed for label, allowed in rule.filters)

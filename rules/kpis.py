@@ -8,6 +8,7 @@ marketplace).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -191,10 +192,15 @@ CATALOG: Final[Mapping[str, KpiSpec]] = {
 }
 
 
-def kpis_for(families: Iterable[str], level: Level) -> list[str]:
+def kpis_for(families: Iterable[str], level: Level) -> tuple[str, ...]:
     """The KPIs at `level` that events of `families` can change."""
-    changed = set(families)
-    return [s.name for s in CATALOG.values() if level in s.levels and s.families & changed]
+    return _kpis_for(frozenset(families), level)
+
+
+@functools.cache
+def _kpis_for(families: frozenset[str], level: Level) -> tuple[str, ...]:
+    # Asked for every touched scope of every event: worth remembering.
+    return tuple(s.name for s in CATALOG.values() if level in s.levels and s.families & families)
 
 
 @dataclass(frozen=True)
@@ -226,6 +232,9 @@ class Snapshot:
     native: Mapping[str, Decimal | None] = field(default_factory=dict)
     native_currency: str | None = None
     window_name: str | None = None
+    # The usual values of the same KPIs, per baseline (`weeks=4`, `days=7`), for the same part
+    # of the local day: what "GMV down 40% vs usual" compares with.
+    baselines: Mapping[str, Mapping[str, Decimal | None]] = field(default_factory=dict)
 
 
 RATIO_QUANTUM: Final = Decimal("0.000001")

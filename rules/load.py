@@ -5,28 +5,45 @@ Defaults are resolved here, once, so the evaluator never guesses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from rules import calendars as cal
+from rules.calendars import Calendar
 from rules.errors import ConfigError, Problem
-from rules.kpis import CATALOG, LEVEL_LABELS, KpiSpec, Level, level_of
+from rules.kpis import CATALOG, LEVEL_LABELS, STORE, KpiSpec, Level, level_of
+from rules.messages import template_problems
 from rules.schema import (
     SEVERITY_ORDER,
+    Baseline,
+    CalendarSpec,
     Guard,
+    NoData,
     RuleFile,
     RuleSpec,
     Severity,
     Threshold,
+    duration_text,
     is_currency,
 )
 from rules.yamlfile import line_of, parse_yaml, plain, problems_of
 
 DEFAULT_RULES = "default.yaml"
+_Ranked = tuple[int, "CompiledRule"]  # a rule and its position among all loaded rules
+# Filters the rule index looks rules up by, most selective first.
+INDEXED_LABELS = ("store", "sku", "campaign", "marketplace", "platform", "team")
+# Silence is counted in hour buckets, which are kept 72 hours.
+MAX_SILENCE = timedelta(hours=72)
+# Counts a feed's silence shows in (orders or units for the order feed, clicks or impressions
+# for the ads feed).
+SILENCE_KPIS = ("orders", "units", "clicks", "impressions")
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,14 @@ class CompiledRule:
     labels: tuple[tuple[str, str], ...]
     file: str
     line: int | None
+    clear: Threshold | None = None
+    for_: timedelta | None = None
+    repeat: timedelta | None = None
+    mute: tuple[Calendar, ...] = ()
+    messages: tuple[tuple[str, str], ...] = ()
+    baseline: Baseline | None = None
+    no_data: NoData | None = None
+    during: tuple[Calendar, ...] = ()
 
     @property
     def source(self) -> str:
@@ -51,18 +76,50 @@ class CompiledRule:
 
 
 class RuleSet:
-    """Compiled rules indexed by (kpi, scope level): an update meets only rules that can match."""
+    """Compiled rules indexed by (kpi, scope level), and rules with filters also by the value of
+    their most selective filter: an update meets only the rules that can match it, so thousands
+    of per-store rules cost a store's update little more than its own."""
 
     def __init__(self, rules: Sequence[CompiledRule]) -> None:
         self.rules = tuple(rules)
-        self._index: dict[tuple[str, frozenset[str]], list[CompiledRule]] = {}
-        for rule in self.rules:
-            self._index.setdefault((rule.kpi.name, rule.level), []).append(rule)
+        # no_data rules judge silence, which no update touches: the pipeline checks them apart.
+        self.silent = tuple(rule for rule in self.rules if rule.no_data is not None)
+        self._all: dict[tuple[str, Level], list[_Ranked]] = {}
+        self._open: dict[tuple[str, Level], list[_Ranked]] = {}
+        self._by_label: dict[tuple[str, Level, str, str], list[_Ranked]] = {}
+        for ranked in enumerate(self.rules):
+            self._add(ranked)
 
-    def matching(self, kpis: Iterable[str], level: frozenset[str]) -> list[CompiledRule]:
+    def _add(self, ranked: _Ranked) -> None:
+        rule = ranked[1]
+        if rule.no_data is not None:
+            return
+        key = (rule.kpi.name, rule.level)
+        self._all.setdefault(key, []).append(ranked)
+        filters = dict(rule.filters)
+        # Indexed under its most selective filter; `passes_filters` still checks them all.
+        label = next((name for name in INDEXED_LABELS if name in filters), None)
+        if label is None:
+            self._open.setdefault(key, []).append(ranked)
+            return
+        for value in filters[label]:
+            self._by_label.setdefault((*key, label, value), []).append(ranked)
+
+    def matching(
+        self, kpis: Iterable[str], level: Level, labels: Mapping[str, str] | None = None
+    ) -> list[CompiledRule]:
+        """The rules of these KPIs at this level (per KPI in file order); with the scope's
+        `labels`, only those whose indexed filter (if any) admits the scope."""
         found: list[CompiledRule] = []
         for kpi in kpis:
-            found.extend(self._index.get((kpi, level), ()))
+            if labels is None:
+                found.extend(rule for _, rule in self._all.get((kpi, level), ()))
+                continue
+            ranked = [*self._open.get((kpi, level), ())]
+            for label in INDEXED_LABELS:
+                if label in labels:
+                    ranked.extend(self._by_label.get((kpi, level, label, labels[label]), ()))
+            found.extend(rule for _, rule in sorted(ranked, key=lambda r: r[0]))
         return found
 
     def __len__(self) -> int:
@@ -73,13 +130,19 @@ def load_paths(paths: Sequence[Path]) -> RuleSet:
     """Load and compile rule files (or folders of *.yaml); raises ConfigError with every problem."""
     problems: list[Problem] = []
     compiled: list[CompiledRule] = []
+    texts: list[tuple[str, str]] = []
     for path in _expand(paths, problems):
         try:
-            compiled.extend(load_text(path.read_text(encoding="utf-8"), str(path)))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+            texts.append((path.read_text(encoding="utf-8"), str(path)))
         except OSError as exc:
             problems.append(Problem(str(path), None, f"cannot read: {exc.strerror}"))
+    # A calendar named in one file may be used by the rules of another (a calendars file).
+    shared = _shared_calendars(texts, problems)
+    for text, source in texts:
+        try:
+            compiled.extend(load_text(text, source, shared))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     problems.extend(_duplicate_names(compiled))  # across files; load_text did each file
     if problems:
         raise ConfigError(problems)
@@ -92,26 +155,87 @@ def load_default() -> RuleSet:
     return RuleSet(load_text(text, f"<kpiwatch>/rules/library/{DEFAULT_RULES}"))
 
 
-def load_text(text: str, source: str) -> list[CompiledRule]:
-    """Compile one file's rules; every problem in it is reported at once."""
+def load_text(
+    text: str, source: str, shared: Mapping[str, Calendar] | None = None
+) -> list[CompiledRule]:
+    """Compile one file's rules; every problem in it is reported at once. `shared` holds the
+    calendars of every file loaded together (this file's own are added)."""
     document = parse_yaml(text, source)
     problems: list[Problem] = []
     compiled: list[CompiledRule] = []
-    for index, raw in enumerate(_rule_items(document, source, problems)):
-        spec = _validate_rule(raw, document, index, source, problems)
+    items = _rule_items(document, source, problems)
+    own = _calendars_of(document, source, problems if shared is None else [])
+    calendars = {**own, **(shared or {})}
+    defaults = plain(document.get("defaults")) if items else None
+    for index, raw in enumerate(items):
+        spec = _validate_rule(_inherit(raw, defaults), document, index, source, problems)
         if spec is None:
             continue
         rule_problems = [
             Problem(source, line_of(document, ("rules", index, key)), message)
-            for key, message in _check(spec)
+            for key, message in _check(spec, calendars)
         ]
         problems.extend(rule_problems)
         if not rule_problems:
-            compiled.append(_compile(spec, source, line_of(document, ("rules", index))))
+            line = line_of(document, ("rules", index))
+            compiled.append(_compile(spec, source, line, calendars))
     problems.extend(_duplicate_names(compiled))
     if problems:
         raise ConfigError(problems)
     return compiled
+
+
+def _inherit(raw: Any, defaults: Any) -> Any:
+    """The rule with the file's defaults under it; labels are merged, the rule's win."""
+    if not isinstance(raw, dict) or not isinstance(defaults, dict):
+        return raw
+    merged = {**defaults, **raw}
+    if isinstance(defaults.get("labels"), dict) and isinstance(raw.get("labels"), dict):
+        merged["labels"] = {**defaults["labels"], **raw["labels"]}
+    return merged
+
+
+def _calendars_of(document: Any, source: str, problems: list[Problem]) -> dict[str, Calendar]:
+    """The file's valid calendars; what is wrong with the others goes to `problems`."""
+    raw = document.get("calendars") if isinstance(document, dict) else None
+    found: dict[str, Calendar] = {}
+    if not isinstance(raw, dict):
+        return found
+    for name, body in raw.items():
+        try:
+            spec = CalendarSpec.model_validate(plain(body))
+        except ValidationError as exc:
+            for problem in problems_of(exc, document, ("calendars", name), source):
+                # A whole-calendar error has no key of its own to name.
+                message = problem.message.replace("file: ", f"calendar {name!r}: ", 1)
+                problems.append(Problem(problem.file, problem.line, message))
+            continue
+        messages = cal.problems_of(str(name), spec)
+        line = line_of(document, ("calendars", name))
+        problems.extend(Problem(source, line, m) for m in messages)
+        if not messages:
+            found[str(name)] = Calendar(str(name), spec)
+    return found
+
+
+def _shared_calendars(texts: list[tuple[str, str]], problems: list[Problem]) -> dict[str, Calendar]:
+    shared: dict[str, Calendar] = {}
+    where: dict[str, str] = {}
+    for text, source in texts:
+        try:
+            document = parse_yaml(text, source)
+        except ConfigError:
+            continue  # load_text reports it
+        found = _calendars_of(document, source, problems)
+        for name in found:
+            if name in where:
+                line = line_of(document, ("calendars", name))
+                problems.append(
+                    Problem(source, line, f"calendar {name!r} is already defined in {where[name]}")
+                )
+            where.setdefault(name, source)
+        shared = {**found, **shared}
+    return shared
 
 
 def _rule_items(document: Any, source: str, problems: list[Problem]) -> list[Any]:
@@ -121,6 +245,8 @@ def _rule_items(document: Any, source: str, problems: list[Problem]) -> list[Any
         shell = plain(document)
         if isinstance(shell, dict) and "rules" in shell:
             shell["rules"] = []
+        if isinstance(shell, dict) and isinstance(shell.get("calendars"), dict):
+            shell["calendars"] = {}  # checked one by one in _calendars_of
         RuleFile.model_validate(shell)
     except ValidationError as exc:
         problems.extend(problems_of(exc, document, (), source))
@@ -160,19 +286,134 @@ def _expand(paths: Sequence[Path], problems: list[Problem]) -> list[Path]:
     return files
 
 
-def _check(rule: RuleSpec) -> list[tuple[str, str]]:
-    """Checks against the KPI catalog, as (key at fault, message), all reported together."""
+def _check(rule: RuleSpec, calendars: Mapping[str, Calendar]) -> list[tuple[str, str]]:
+    """Checks against the KPI catalog and the calendars, as (key at fault, message), all
+    reported together."""
     where = f"rule {rule.name!r}"
+    if not rule.thresholds and rule.no_data is None:
+        # A rule without thresholds is unfinished: reported like any missing key, alone.
+        return [("thresholds", "missing required key 'thresholds'")]
     spec = CATALOG.get(rule.kpi)
     if spec is None:
         return [("kpi", f"{where}: unknown kpi {rule.kpi!r} (known: {_known()})")]
     level = level_of(rule.by)
     problems = _scopeproblems_of(where, spec, rule, level) + _windowproblems_of(where, spec, rule)
-    for threshold in rule.thresholds.values():
+    problems.extend(_kindproblems_of(where, spec, rule, level))
+    for threshold in rule.thresholds.values() if not rule.baseline else ():
         problems.extend(("thresholds", m) for m in _unitproblems_of(where, spec, threshold))
     for guard in rule.require:
         problems.extend(("require", m) for m in _guardproblems_of(where, guard, level))
+    problems.extend(("thresholds", m) for m in _orderproblems_of(where, rule))
+    problems.extend(("clear", m) for m in _clearproblems_of(where, spec, rule))
+    problems.extend(_calendarproblems_of(where, rule, calendars))
+    for language, template in rule.message.items():
+        problems.extend(
+            ("message", f"{where}: message {language}: {m}") for m in template_problems(template)
+        )
     return problems
+
+
+def _kindproblems_of(
+    where: str, spec: KpiSpec, rule: RuleSpec, level: Level | None
+) -> list[tuple[str, str]]:
+    """What a baseline or no_data rule needs beyond a plain threshold rule."""
+    if rule.no_data is not None:
+        return _nodataproblems_of(where, rule, level)
+    if rule.baseline is None:
+        return []
+    problems = []
+    if (rule.window or spec.default_window) != "1d" or not spec.windowed:
+        problems.append(
+            (
+                "window",
+                f"{where}: a baseline compares local days; use a KPI kept per day and window: 1d",
+            )
+        )
+    if any(t.unit != "%" for t in rule.thresholds.values()):
+        problems.append(
+            (
+                "thresholds",
+                f"{where}: a baseline rule judges the value as a share of the usual one; "
+                "write thresholds such as '< 60%' (down 40%) or '> 150%' (up 50%)",
+            )
+        )
+    return problems
+
+
+def _nodataproblems_of(where: str, rule: RuleSpec, level: Level | None) -> list[tuple[str, str]]:
+    problems = []
+    if rule.kpi not in SILENCE_KPIS:
+        problems.append(
+            ("kpi", f"{where}: no_data counts {' or '.join(SILENCE_KPIS)}, not {rule.kpi}")
+        )
+    if rule.thresholds:
+        problems.append(
+            ("thresholds", f"{where}: a no_data rule fires on silence; remove thresholds:")
+        )
+    if level != STORE:
+        problems.append(("by", f"{where}: no_data watches one store's feed; write by: [store]"))
+    if rule.no_data is not None and rule.no_data.after > MAX_SILENCE:
+        problems.append(
+            ("no_data", f"{where}: no_data after: is at most 72h (hourly counts are kept 3 days)")
+        )
+    if rule.baseline is not None or rule.window is not None:
+        problems.append(("no_data", f"{where}: a no_data rule takes no baseline: or window:"))
+    return problems
+
+
+def _orderproblems_of(where: str, rule: RuleSpec) -> list[str]:
+    """Critical is judged first: a warning that critical always covers can never fire."""
+    warning, critical = rule.thresholds.get("warning"), rule.thresholds.get("critical")
+    if warning is None or critical is None or warning.upward != critical.upward:
+        return []
+    if _warning_can_fire(warning, critical):
+        return []
+    side = "above" if warning.upward else "below"
+    return [
+        f"{where}: warning '{warning}' can never fire: every value {side} it is already "
+        f"critical '{critical}'; critical must be beyond warning"
+    ]
+
+
+def _warning_can_fire(warning: Threshold, critical: Threshold) -> bool:
+    """Some value breaches warning but not critical (both point the same way)."""
+    if warning.value != critical.value:
+        return (critical.value > warning.value) == warning.upward
+    return warning.op in (">=", "<=") and critical.op in (">", "<")
+
+
+def _clearproblems_of(where: str, spec: KpiSpec, rule: RuleSpec) -> list[str]:
+    clear = rule.clear
+    if clear is None:
+        return []
+    unit = _unitproblems_of(where, spec, clear) if rule.baseline is None else []
+    if unit:
+        return unit
+    for severity, threshold in rule.thresholds.items():
+        if clear.upward == threshold.upward:
+            return [
+                f"{where}: clear '{clear}' points the same way as {severity} '{threshold}'; "
+                f"a clear threshold says when the value is back to normal"
+            ]
+        if clear.overlaps(threshold):
+            return [
+                f"{where}: clear '{clear}' overlaps {severity} '{threshold}': a value could "
+                f"breach and clear at once"
+            ]
+    return []
+
+
+def _calendarproblems_of(
+    where: str, rule: RuleSpec, calendars: Mapping[str, Calendar]
+) -> list[tuple[str, str]]:
+    known = ", ".join(sorted(calendars)) or "none defined; add them under calendars:"
+    named = [("mute", n) for n in rule.mute]
+    named += [("no_data", n) for n in (rule.no_data.during if rule.no_data else [])]
+    return [
+        (key, f"{where}: unknown calendar {name!r} (known: {known})")
+        for key, name in named
+        if name not in calendars
+    ]
 
 
 def _scopeproblems_of(
@@ -243,6 +484,10 @@ def _unitproblems_of(where: str, spec: KpiSpec, threshold: Threshold) -> list[st
     unit = threshold.unit
     if unit == "%" and spec.unit != "ratio":
         return [f"{where}: '{threshold}' is a percentage but {spec.name} is a {spec.unit}"]
+    if unit == "d" and spec.unit != "days":
+        return [f"{where}: '{threshold}' is in days but {spec.name} is a {spec.unit}"]
+    if unit == "d":
+        return []
     if unit not in (None, "%") and spec.unit != "money":
         return [f"{where}: '{threshold}' has a currency but {spec.name} is a {spec.unit}"]
     if unit not in (None, "%") and not is_currency(unit):
@@ -257,21 +502,39 @@ def _rule_level(rule: RuleSpec) -> Level:
     return level
 
 
-def _compile(rule: RuleSpec, file: str, line: int | None) -> CompiledRule:
+def _compile(
+    rule: RuleSpec, file: str, line: int | None, calendars: Mapping[str, Calendar]
+) -> CompiledRule:
     spec = CATALOG[rule.kpi]
     return CompiledRule(
         name=rule.name,
         description=rule.description,
         kpi=spec,
         level=_rule_level(rule),
-        window=rule.window or spec.default_window,
-        thresholds=tuple((s, rule.thresholds[s]) for s in SEVERITY_ORDER if s in rule.thresholds),
+        window=None if rule.no_data else rule.window or spec.default_window,
+        thresholds=_thresholds(rule),
         guards=tuple(rule.require),
         filters=tuple((k, frozenset(v)) for k, v in sorted(rule.filters.items())),
         labels=tuple(sorted(rule.labels.items())),
         file=file,
         line=line,
+        clear=rule.clear,
+        for_=rule.for_,
+        repeat=rule.repeat,
+        mute=tuple(calendars[name] for name in rule.mute),
+        messages=tuple(sorted(rule.message.items())),
+        baseline=rule.baseline,
+        no_data=rule.no_data,
+        during=tuple(calendars[n] for n in (rule.no_data.during if rule.no_data else [])),
     )
+
+
+def _thresholds(rule: RuleSpec) -> tuple[tuple[Severity, Threshold], ...]:
+    if rule.no_data is not None:
+        # Silence is "fewer than one in the span": the lifecycle then treats it like any breach.
+        text = f"none for {duration_text(rule.no_data.after)}"
+        return ((rule.no_data.severity, Threshold("<", Decimal(1), None, text)),)
+    return tuple((s, rule.thresholds[s]) for s in SEVERITY_ORDER if s in rule.thresholds)
 
 
 def _duplicate_names(rules: Sequence[CompiledRule]) -> list[Problem]:

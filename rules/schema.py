@@ -9,6 +9,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final, Literal
 
@@ -21,6 +22,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     WithJsonSchema,
+    model_validator,
 )
 
 from rules.kpis import ScopeLabel, WindowName
@@ -37,7 +39,8 @@ _OPS: Final[dict[str, Callable[[Decimal, Decimal], bool]]] = {
 # Digits with optional thousands separators (1,000 or 1_000) and decimals.
 _NUMBER = r"[0-9]+(?:[,_][0-9]{3})*(?:\.[0-9]+)?"
 _OP = r">=|<=|>|<"
-_UNIT = r"%|[A-Z]{3}"
+# `d` is days (days of cover: `< 7d`); a currency is three capitals.
+_UNIT = r"%|[A-Z]{3}|d"
 _THRESHOLD_RE: Final = re.compile(
     rf"^\s*(?P<op>{_OP})\s*(?P<number>{_NUMBER})\s*(?P<unit>{_UNIT})?\s*$"
 )
@@ -58,6 +61,20 @@ class Threshold:
 
     def holds(self, value: Decimal) -> bool:
         return _OPS[self.op](value, self.value)
+
+    @property
+    def upward(self) -> bool:
+        """True when the threshold holds above its number (`>`, `>=`)."""
+        return self.op in (">", ">=")
+
+    def overlaps(self, other: Threshold) -> bool:
+        """Whether some value satisfies both comparisons."""
+        if self.upward == other.upward:
+            return True
+        low, high = (self, other) if self.upward else (other, self)
+        if low.value != high.value:
+            return low.value < high.value
+        return low.op == ">=" and high.op == "<="
 
     def __str__(self) -> str:
         return self.text
@@ -102,6 +119,41 @@ def parse_guard(text: Any) -> Guard:
     return Guard(match["kpi"], parse_threshold(match["rest"]))
 
 
+_DURATION_RE: Final = re.compile(
+    r"^\s*(?:(?P<d>[0-9]+)d)?\s*(?:(?P<h>[0-9]+)h)?\s*(?:(?P<m>[0-9]+)m)?\s*(?:(?P<s>[0-9]+)s)?\s*$"
+)
+DURATION_PATTERN: Final = r"^\s*([0-9]+d)?\s*([0-9]+h)?\s*([0-9]+m)?\s*([0-9]+s)?\s*$"
+
+
+def parse_duration(text: Any) -> timedelta:
+    """`30m`, `2h`, `1d`, `1h30m`: how long a breach must hold or an alert waits to repeat."""
+    if isinstance(text, timedelta):
+        return text
+    match = _DURATION_RE.match(text) if isinstance(text, str) else None
+    if match is None or not any(match.groupdict().values()):
+        raise ValueError(f"cannot read {text!r} as a duration: write it as '30m', '2h' or '1d'")
+    parts = {k: int(v or 0) for k, v in match.groupdict().items()}
+    return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+
+
+def duration_text(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    text = ""
+    for unit, size in units:
+        if seconds >= size:
+            text += f"{seconds // size}{unit}"
+            seconds %= size
+    return text or "0s"
+
+
+DurationText = Annotated[
+    timedelta,
+    PlainValidator(parse_duration),
+    PlainSerializer(duration_text, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30m", "2h"]}),
+]
+
 ThresholdText = Annotated[
     Threshold,
     PlainValidator(parse_threshold),
@@ -119,7 +171,8 @@ GuardText = Annotated[
 
 
 def _listify(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
+    # YAML reads an unquoted 2026-11-11 as a date: one value too.
+    return [value] if isinstance(value, str | date) else value
 
 
 def _one_or_many(item: dict[str, Any]) -> WithJsonSchema:
@@ -139,6 +192,158 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Language = Literal["en", "zh"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: Final[tuple[Weekday, ...]] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_RANGE_RE: Final = re.compile(
+    r"^\s*(?P<a>(?:[0-9]{4}-)?[0-9]{2}-[0-9]{2})\s*(?:\.\.\s*(?P<b>(?:[0-9]{4}-)?[0-9]{2}-[0-9]{2}))?\s*$"
+)
+_HOURS_RE: Final = re.compile(r"^\s*(?P<a>[0-9]{2}:[0-9]{2})\s*-\s*(?P<b>[0-9]{2}:[0-9]{2})\s*$")
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """`2026-07-08..2026-07-09` (once) or `11-11` (every year), both ends included."""
+
+    first: tuple[int, int, int]  # (year or 0 for every year, month, day)
+    last: tuple[int, int, int]
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _month_day(text: str) -> tuple[int, int, int]:
+    year = 0
+    if len(text) == 10:
+        year, text = date.fromisoformat(text).year, text[5:]
+    month, day = (int(part) for part in text.split("-"))
+    date(2000, month, day)  # raises ValueError for 02-30 (2000 is a leap year: 02-29 is fine)
+    return year, month, day
+
+
+def parse_date_range(text: Any) -> DateRange:
+    if isinstance(text, DateRange):
+        return text
+    if isinstance(text, date):
+        text = text.isoformat()
+    match = _RANGE_RE.match(text) if isinstance(text, str) else None
+    bad = f"cannot read {text!r}: write a date as '2026-11-11', '11-11' (every year) or a range "
+    bad += "'2026-07-08..2026-07-09'"
+    if match is None:
+        raise ValueError(bad)
+    try:
+        first = _month_day(match["a"])
+        last = _month_day(match["b"] or match["a"])
+    except ValueError as exc:
+        raise ValueError(bad) from exc
+    if (first[0] == 0) != (last[0] == 0) or (first[0] and last < first):
+        raise ValueError(bad)
+    return DateRange(first, last, " ".join(text.split()))
+
+
+@dataclass(frozen=True)
+class Hours:
+    """`09:00-18:00` local time; an end before the start runs past midnight."""
+
+    start: time
+    end: time
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_hours(text: Any) -> Hours:
+    if isinstance(text, Hours):
+        return text
+    match = _HOURS_RE.match(text) if isinstance(text, str) else None
+    try:
+        if match is None:
+            raise ValueError(text)
+        start, end = time.fromisoformat(match["a"]), time.fromisoformat(match["b"])
+    except ValueError as exc:
+        raise ValueError(f"cannot read {text!r}: write business hours as '09:00-18:00'") from exc
+    return Hours(start, end, " ".join(text.split()))
+
+
+DateRangeText = Annotated[
+    DateRange,
+    PlainValidator(parse_date_range),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "examples": ["2026-07-08..2026-07-09", "11-11"]}),
+]
+HoursText = Annotated[
+    Hours,
+    PlainValidator(parse_hours),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "examples": ["09:00-18:00"]}),
+]
+
+
+class CalendarSpec(_Strict):
+    """A named calendar: public holidays of a country, fixed dates, or business hours.
+
+    Exactly one of `holidays`, `dates`, `hours`. Times are read in the scope's marketplace zone
+    unless `zone` names another.
+    """
+
+    description: str = ""
+    holidays: Annotated[str | None, Field(pattern=r"^[A-Z]{2,3}$")] = None
+    names: Annotated[list[str], BeforeValidator(_listify), _one_or_many({"type": "string"})] = []
+    span: bool = False
+    dates: Annotated[
+        list[DateRangeText],
+        BeforeValidator(_listify),
+        _one_or_many({"type": "string"}),
+    ] = []
+    hours: HoursText | None = None
+    days: list[Weekday] = ["mon", "tue", "wed", "thu", "fri"]
+    zone: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CalendarSpec:
+        kinds = [k for k in ("holidays", "dates", "hours") if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError("a calendar takes exactly one of holidays:, dates: or hours:")
+        return self
+
+
+class Baseline(_Strict):
+    """What "usual" is: the same weekday of the last `weeks` weeks, or the last `days` days."""
+
+    weeks: Annotated[int | None, Field(ge=1, le=8)] = None
+    days: Annotated[int | None, Field(ge=1, le=56)] = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Baseline:
+        if (self.weeks is None) == (self.days is None):
+            raise ValueError("write weeks: N (same weekday) or days: N (trailing average)")
+        return self
+
+    @property
+    def key(self) -> str:
+        """How a snapshot names the baseline values computed for this spec."""
+        return f"weeks={self.weeks}" if self.weeks is not None else f"days={self.days}"
+
+    def past_days(self, day: date) -> list[date]:
+        """The local days whose average is "usual" for `day`."""
+        if self.weeks is not None:
+            return [day - timedelta(weeks=k) for k in range(1, self.weeks + 1)]
+        return [day - timedelta(days=k) for k in range(1, (self.days or 0) + 1)]
+
+
+class NoData(_Strict):
+    """A feed silent for `after` (only counted while the `during` calendars are active)."""
+
+    after: DurationText
+    during: Annotated[list[str], BeforeValidator(_listify), _one_or_many({"type": "string"})] = []
+    severity: Severity = "warning"
+
+
+_Messages = dict[Language, str]
+
+
 class RuleSpec(_Strict):
     """One rule: which KPI, grouped by what, and the thresholds per severity."""
 
@@ -147,7 +352,9 @@ class RuleSpec(_Strict):
     kpi: str
     by: Annotated[list[ScopeLabel], Field(min_length=1)] = ["store"]
     window: WindowName | None = None
-    thresholds: Annotated[dict[Severity, ThresholdText], Field(min_length=1)]
+    # Required for every rule but a `no_data:` one (load reports it, so that the message is the
+    # same as for any missing key).
+    thresholds: dict[Severity, ThresholdText] = {}
     require: Annotated[
         list[GuardText],
         BeforeValidator(_listify),
@@ -158,11 +365,43 @@ class RuleSpec(_Strict):
         Annotated[list[str], BeforeValidator(_listify), _one_or_many({"type": "string"})],
     ] = {}
     labels: dict[str, str] = {}
+    clear: ThresholdText | None = None
+    for_: Annotated[DurationText | None, Field(alias="for")] = None
+    repeat: DurationText | None = None
+    mute: Annotated[list[str], BeforeValidator(_listify), _one_or_many({"type": "string"})] = []
+    message: _Messages = {}
+    baseline: Baseline | None = None
+    no_data: NoData | None = None
+
+
+class Defaults(_Strict):
+    """Keys every rule of the file inherits unless it sets them itself (labels are merged)."""
+
+    by: Annotated[list[ScopeLabel], Field(min_length=1)] | None = None
+    window: WindowName | None = None
+    require: (
+        Annotated[
+            list[GuardText],
+            BeforeValidator(_listify),
+            _one_or_many({"type": "string", "pattern": GUARD_PATTERN}),
+        ]
+        | None
+    ) = None
+    filters: dict[str, Any] | None = None
+    labels: dict[str, str] = {}
+    for_: Annotated[DurationText | None, Field(alias="for")] = None
+    repeat: DurationText | None = None
+    mute: Annotated[
+        list[str] | None, BeforeValidator(_listify), _one_or_many({"type": "string"})
+    ] = None
+    message: _Messages | None = None
 
 
 class RuleFile(_Strict):
-    """A YAML rule file: a list of rules."""
+    """A YAML rule file: shared defaults, named calendars, and a list of rules."""
 
+    defaults: Defaults | None = None
+    calendars: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")], CalendarSpec] = {}
     rules: list[RuleSpec]
 
 

@@ -9,7 +9,9 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import ScalarNode
 
 from rules.errors import ConfigError, Problem
 
@@ -23,9 +25,22 @@ def problems_of(
     ]
 
 
+class _Constructor(RoundTripConstructor):
+    """Dates stay text: the models parse them with messages of their own, where ruamel would
+    crash on 2026-02-30 with a bare ValueError and no line."""
+
+    def construct_yaml_timestamp(self, node: ScalarNode, values: Any = None) -> Any:
+        return self.construct_scalar(node)
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
+
+
 def parse_yaml(text: str, source: str, top_key: str = "rules") -> Any:
+    loader = YAML(typ="rt")
+    loader.Constructor = _Constructor
     try:
-        document = YAML(typ="rt").load(text)
+        document = loader.load(text)
     except MarkedYAMLError as exc:
         # Where the broken construct started (an unclosed quote) beats where the parser gave up
         # (often the end of the file).

@@ -41,10 +41,17 @@ def replay(
             on_reject(report.rejected[-1])
             continue
         report.events += 1
-        for alert in alerts:
-            report.alerts += 1
-            on_alert(alert)
+        _emit(report, alerts, on_alert)
+    # Silence after the last event is judged at the newest event time, as the worker would.
+    if pipeline.newest is not None:
+        _emit(report, pipeline.check_silence(pipeline.newest, force=True), on_alert)
     return report
+
+
+def _emit(report: ReplayReport, alerts: list[Alert], on_alert: Callable[[Alert], None]) -> None:
+    for alert in alerts:
+        report.alerts += 1
+        on_alert(alert)
 
 
 def _at(record: RawRecord, exc: InvalidEventError) -> InvalidEventError:

@@ -4,14 +4,17 @@ once, the Kafka runtime sends them through a topic keyed by the rollup scope fir
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from rules.alerts import Alert
-from rules.evaluate import evaluate_all
+from rules.evaluate import Evaluation, evaluate_rules
 from rules.kpis import kpis_for
 from rules.lifecycle import advance
-from rules.load import RuleSet
+from rules.load import CompiledRule, RuleSet
+from streams import nodata
 from streams.events import Event
 from streams.kpi import State, Touch, apply_event, apply_rollup
 from streams.reference import Reference
@@ -32,14 +35,22 @@ class Pipeline:
         self.state = state
         self.rules = rules
         self.reference = reference or Reference()
+        # Per partition, the newest event time and the minute of the last no-data check. Not
+        # persisted: after a restart the next event checks again, and the lifecycle drops what
+        # it already knows.
+        self._newest: dict[int, datetime] = {}
+        self._checked: dict[int, datetime] = {}
 
-    def process(self, event: Event) -> Output:
-        """Raises InvalidEventError (LateEventError) for an event past retention."""
-        update = apply_event(self.state, self.reference, event)
-        return Output(self._evaluate(update.touches), update.rollups)
+    def process(self, event: Event, partition: int = 0) -> Output:
+        """Raises InvalidEventError (LateEventError) for an event past retention. `partition`
+        is the Kafka partition of the event (state of other partitions is never touched)."""
+        update = apply_event(self.state, self.reference, event, partition)
+        alerts = self._evaluate(update.touches)
+        alerts.extend(self.check_silence(event.occurred_at, partition))
+        return Output(alerts, update.rollups)
 
-    def process_rollup(self, delta: dict[str, Any]) -> list[Alert]:
-        return self._evaluate([apply_rollup(self.state, delta)])
+    def process_rollup(self, delta: dict[str, Any], partition: int = 0) -> list[Alert]:
+        return self._evaluate([apply_rollup(self.state, delta, partition)])
 
     def process_inline(self, event: Event) -> list[Alert]:
         """Event and its rollups in one go: the embedded runtime's order of things."""
@@ -48,15 +59,48 @@ class Pipeline:
             output.alerts.extend(self.process_rollup(delta))
         return output.alerts
 
+    def check_silence(
+        self, at: datetime, partition: int = 0, *, force: bool = False
+    ) -> list[Alert]:
+        """Judge the no_data rules for the stores of `partition` once per minute of its event
+        time (and when forced, at the end of a replay); event time only moves forward here."""
+        newest = max(at, self._newest.get(partition, at))
+        self._newest[partition] = newest
+        minute = newest.replace(second=0, microsecond=0)
+        if not self.rules.silent or (not force and self._checked.get(partition) == minute):
+            return []
+        self._checked[partition] = minute
+        silent = self.rules.silent
+        return self._advance(nodata.check(self.state, self.reference, silent, newest, partition))
+
+    @property
+    def newest(self) -> datetime | None:
+        """The newest event time seen on any partition."""
+        return max(self._newest.values(), default=None)
+
     def _evaluate(self, touches: list[Touch]) -> list[Alert]:
         alerts = []
         for touch in touches:
-            level = touch.scope.level
-            rules = self.rules.matching(kpis_for(touch.families, level), level)
-            for window in dict.fromkeys(rule.window for rule in rules):
-                view = snapshot(self.state, self.reference, touch, window)
-                for evaluation in evaluate_all(self.rules, view):
-                    alert = advance(self.state.alerts, evaluation)
-                    if alert is not None:
-                        alerts.append(alert)
+            level, labels = touch.scope.level, touch.scope.labels
+            rules = self.rules.matching(kpis_for(touch.families, level), level, labels)
+            for window, group in _by_window(rules).items():
+                baselines = {r.baseline.key: r.baseline for r in group if r.baseline}
+                view = snapshot(self.state, self.reference, touch, window, baselines.values())
+                alerts.extend(self._advance(evaluate_rules(group, view)))
         return alerts
+
+    def _advance(self, evaluations: Iterable[Evaluation]) -> list[Alert]:
+        alerts = []
+        for evaluation in evaluations:
+            alert = advance(self.state.alerts, evaluation)
+            if alert is not None:
+                alerts.append(alert)
+        return alerts
+
+
+def _by_window(rules: list[CompiledRule]) -> dict[str | None, list[CompiledRule]]:
+    """Rules grouped by window, in order: one snapshot serves each group."""
+    groups: dict[str | None, list[CompiledRule]] = {}
+    for rule in rules:
+        groups.setdefault(rule.window, []).append(rule)
+    return groups

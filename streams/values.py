@@ -23,6 +23,7 @@ from rules.kpis import (
     kpis_for,
     ratio,
 )
+from rules.schema import Baseline
 from streams.events import minor_unit_exponent
 from streams.kpi import State, Touch, bucket_key
 from streams.reference import TARGET_LEVELS, Reference
@@ -38,8 +39,15 @@ DAYS: Final[Mapping[str, Decimal]] = {
 }
 
 
-def snapshot(state: State, reference: Reference, touch: Touch, window: str | None) -> Snapshot:
-    """Every KPI the touch can have changed, for one window of its scope."""
+def snapshot(
+    state: State,
+    reference: Reference,
+    touch: Touch,
+    window: str | None,
+    baselines: Iterable[Baseline] = (),
+) -> Snapshot:
+    """Every KPI the touch can have changed, for one window of its scope, with the usual values
+    of each baseline the rules of this window compare with."""
     names = [
         n
         for n in kpis_for(touch.families, touch.scope.level)
@@ -63,7 +71,40 @@ def snapshot(state: State, reference: Reference, touch: Touch, window: str | Non
         native=native,
         native_currency=calc.native_currency,
         window_name=window,
+        baselines={b.key: _usual(state, reference, touch, names, b) for b in baselines},
     )
+
+
+def _usual(
+    state: State, reference: Reference, touch: Touch, names: list[str], baseline: Baseline
+) -> dict[str, Decimal | None]:
+    """The KPIs over the average of the baseline's past days, cut to the share of the local day
+    that has passed: at 10:00, today's GMV is compared with the usual GMV of a whole day times
+    10/24. Intraday shape is not known (hours are kept 72 h), so mornings of a business whose
+    sales come in the evening read low; a `require:` volume guard keeps quiet hours out.
+    Days without any bucket (no activity, or before the store existed) are left out."""
+    table = state.rollups if touch.scope.level in ROLLUPS else state.buckets
+    found = [
+        bucket["counters"]
+        for day in baseline.past_days(touch.day)
+        if (bucket := table.get(bucket_key(touch.scope, "d", day.isoformat()))) is not None
+    ]
+    if not found:
+        return dict.fromkeys(names)
+    share = _day_share(touch) / len(found)
+    average = {
+        name: int((sum(Decimal(c.get(name, 0)) for c in found) * share).to_integral_value())
+        for name in {name for counters in found for name in counters}
+    }
+    calc = _Calculator(average, reference, "1d", touch, None)
+    return {name: calc.value(name)[0] for name in names}
+
+
+def _day_share(touch: Touch) -> Decimal:
+    """The share of the touched local day behind the touch, at least one hour's worth."""
+    day = day_window(touch.day, ZoneInfo(touch.scope.zone))
+    share = (touch.at - day.start) / (day.end - day.start)
+    return Decimal(str(round(min(max(share, 1 / 24), 1.0), 6)))
 
 
 def window_periods(touch: Touch, window: str) -> tuple[str, list[str], Window] | None:

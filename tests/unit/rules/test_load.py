@@ -149,3 +149,16 @@ def test_an_empty_rule_set_matches_nothing() -> None:
     rules = RuleSet([])
     assert len(rules) == 0
     assert rules.matching(["acos"], SKU) == []
+
+
+def test_rules_filtered_by_store_are_found_only_for_their_stores() -> None:
+    text = "rules:\n" + "".join(
+        f"  - name: r{n}\n    kpi: acos\n    by: [store, sku]\n"
+        '    thresholds: {warning: "> 35%"}\n'
+        + (f"    filters: {{store: [s{n}, s{n + 1}]}}\n" if n else "")
+        for n in range(4)
+    )
+    rules = RuleSet(load_text(text, "r.yaml"))
+    labels = {"platform": "amazon", "marketplace": "US", "store": "s2", "sku": "A"}
+    assert [r.name for r in rules.matching(["acos"], SKU, labels)] == ["r0", "r1", "r2"]
+    assert [r.name for r in rules.matching(["acos"], SKU)] == ["r0", "r1", "r2", "r3"]

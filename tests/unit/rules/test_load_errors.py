@@ -54,6 +54,55 @@ EXPECTED: dict[str, list[tuple[int | None, str]]] = {
     "bad-severity.yaml": [
         (5, "thresholds: 'severe' is not allowed here; input should be 'warning' or 'critical'"),
     ],
+    "bad-duration.yaml": [
+        (6, "for: cannot read '30 minutes' as a duration: write it as '30m', '2h' or '1d'"),
+    ],
+    "unknown-calendar.yaml": [
+        (9, "rule 'acos-high': unknown calendar 'prime-day' (known: golden-week)"),
+    ],
+    "threshold-order.yaml": [
+        (
+            4,
+            "rule 'acos-high': warning '> 60%' can never fire: every value above it is already "
+            "critical '> 35%'; critical must be beyond warning",
+        ),
+    ],
+    "clear-overlaps.yaml": [
+        (
+            6,
+            "rule 'acos-high': clear '< 40%' overlaps warning '> 35%': a value could breach and "
+            "clear at once",
+        ),
+    ],
+    "unknown-placeholder.yaml": [
+        (
+            6,
+            "rule 'acos-high': message en: unknown placeholder {limit} (known: rule, kpi, "
+            "severity, status, value, threshold, baseline, scope, window)",
+        ),
+    ],
+    "unknown-holiday-country.yaml": [
+        (2, "calendar 'holidays-xx': no public holidays are known for country 'XX'"),
+    ],
+    "unknown-default-key.yaml": [(3, "unknown key 'sevrity'")],
+    "baseline-not-a-share.yaml": [
+        (
+            5,
+            "rule 'gmv-drop': a baseline rule judges the value as a share of the usual one; "
+            "write thresholds such as '< 60%' (down 40%) or '> 150%' (up 50%)",
+        ),
+    ],
+    "no-data-with-thresholds.yaml": [
+        (5, "rule 'silent-feed': a no_data rule fires on silence; remove thresholds:"),
+    ],
+    # An impossible date unquoted: YAML would make it a date and crash; it is read as text.
+    "bad-calendar-date.yaml": [
+        (
+            3,
+            "dates: cannot read '2026-07-32': write a date as '2026-11-11', '11-11' (every "
+            "year) or a range '2026-07-08..2026-07-09'",
+        ),
+    ],
 }
 
 

@@ -166,8 +166,15 @@ def test_json_schema_lists_every_rule_key() -> None:
         "require",
         "filters",
         "labels",
+        "clear",
+        "for",
+        "repeat",
+        "mute",
+        "message",
+        "baseline",
+        "no_data",
     }
-    assert set(rule["required"]) == {"name", "kpi", "thresholds"}
+    assert set(rule["required"]) == {"name", "kpi"}
     assert rule["additionalProperties"] is False
 
 
