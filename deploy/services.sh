@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Install, start and stop the real services kpiwatch develops and tests against:
 # a single-node Apache Kafka broker (KRaft, run from Maven Central jars, since no
-# Kafka package or Docker exists on our machines) and a Redis server.
+# Kafka package or Docker exists on our machines) and a Redis server; optionally
+# Debian's Prometheus and Alertmanager with our configs from deploy/prometheus and
+# deploy/alertmanager (not part of `all`: only the sink tests need them).
 #
-#   deploy/services.sh {install|start|stop|status|env} [kafka|redis|all]
+#   deploy/services.sh {install|start|stop|status|env} [kafka|redis|all|alertmanager|prometheus]
 #
 # Everything binds 127.0.0.1. State (pid files, logs, data) lives in
 # $KPIWATCH_SERVICES_DIR (default deploy/.run); Kafka jars are cached in
 # deploy/.cache/kafka-libs. Ports: KPIWATCH_KAFKA_PORT (19092),
-# KPIWATCH_KAFKA_CONTROLLER_PORT (19093), KPIWATCH_REDIS_PORT (16379).
+# KPIWATCH_KAFKA_CONTROLLER_PORT (19093), KPIWATCH_REDIS_PORT (16379),
+# KPIWATCH_ALERTMANAGER_PORT (19094), KPIWATCH_PROMETHEUS_PORT (19090).
 # Typical use:  deploy/services.sh start && eval "$(deploy/services.sh env)"
 set -euo pipefail
 
@@ -22,6 +25,8 @@ HOST=127.0.0.1
 KAFKA_PORT=${KPIWATCH_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${KPIWATCH_KAFKA_CONTROLLER_PORT:-19093}
 REDIS_PORT=${KPIWATCH_REDIS_PORT:-16379}
+ALERTMANAGER_PORT=${KPIWATCH_ALERTMANAGER_PORT:-19094}
+PROMETHEUS_PORT=${KPIWATCH_PROMETHEUS_PORT:-19090}
 
 KAFKA_READY_TIMEOUT=90
 REDIS_READY_TIMEOUT=20
@@ -59,6 +64,8 @@ marker() {
   case $1 in
     kafka) echo "kafka.Kafka $RUN_DIR/kafka.properties" ;;
     redis) echo redis-server ;;
+    alertmanager) echo "--config.file=$DEPLOY_DIR/alertmanager/alertmanager.yml" ;;
+    prometheus) echo "--config.file=$RUN_DIR/prometheus.yml" ;;
   esac
 }
 
@@ -330,6 +337,66 @@ start_redis() {
   log "redis: started pid $pid in $(since "$start") s (port $REDIS_PORT)"
 }
 
+# ------------------------------------------------- alertmanager, prometheus
+
+# Debian's packages; their own systemd services are kept from starting (see
+# apt_install): we run our own processes, with our config, on 127.0.0.1 only.
+install_alertmanager() {
+  command -v prometheus-alertmanager >/dev/null || apt_install prometheus-alertmanager
+}
+
+install_prometheus() {
+  command -v prometheus >/dev/null || apt_install prometheus
+}
+
+http_ready() {
+  timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1 && printf 'GET /-/ready HTTP/1.0\r\n\r\n' >&3 && head -1 <&3" 2>/dev/null | grep -q ' 200 '
+}
+alertmanager_probe() { http_ready "$ALERTMANAGER_PORT"; }
+prometheus_probe() { http_ready "$PROMETHEUS_PORT"; }
+
+start_alertmanager() {
+  local pid start
+  if pid=$(running_pid alertmanager); then
+    log "alertmanager: already running (pid $pid, port $ALERTMANAGER_PORT), nothing to do"
+    return 0
+  fi
+  require_free_port alertmanager "$ALERTMANAGER_PORT" KPIWATCH_ALERTMANAGER_PORT
+  install_alertmanager
+  start=$(now)
+  rm -rf "$RUN_DIR/alertmanager-data"
+  : >"$(log_file alertmanager)"
+  # An empty cluster address turns gossip off: a single node needs no 9094.
+  spawn "$(pid_file alertmanager)" "$(log_file alertmanager)" \
+    prometheus-alertmanager "$(marker alertmanager)" \
+    "--storage.path=$RUN_DIR/alertmanager-data" \
+    "--web.listen-address=$HOST:$ALERTMANAGER_PORT" --cluster.listen-address=
+  pid=$(<"$(pid_file alertmanager)")
+  wait_ready alertmanager "$pid" "$REDIS_READY_TIMEOUT" alertmanager_probe
+  log "alertmanager: started pid $pid in $(since "$start") s (http://$HOST:$ALERTMANAGER_PORT)"
+}
+
+start_prometheus() {
+  local pid start
+  if pid=$(running_pid prometheus); then
+    log "prometheus: already running (pid $pid, port $PROMETHEUS_PORT), nothing to do"
+    return 0
+  fi
+  require_free_port prometheus "$PROMETHEUS_PORT" KPIWATCH_PROMETHEUS_PORT
+  install_prometheus
+  start=$(now)
+  rm -rf "$RUN_DIR/prometheus-data"
+  mkdir -p "$RUN_DIR/prometheus-targets"
+  sed "s|@RUN_DIR@|$RUN_DIR|g" "$DEPLOY_DIR/prometheus/prometheus.yml" >"$RUN_DIR/prometheus.yml"
+  : >"$(log_file prometheus)"
+  spawn "$(pid_file prometheus)" "$(log_file prometheus)" \
+    prometheus "$(marker prometheus)" "--storage.tsdb.path=$RUN_DIR/prometheus-data" \
+    "--web.listen-address=$HOST:$PROMETHEUS_PORT"
+  pid=$(<"$(pid_file prometheus)")
+  wait_ready prometheus "$pid" "$REDIS_READY_TIMEOUT" prometheus_probe
+  log "prometheus: started pid $pid in $(since "$start") s (http://$HOST:$PROMETHEUS_PORT)"
+}
+
 # ---------------------------------------------------------------- common
 
 # Only ever signals the PID from our own pid file, never a name match: other
@@ -364,6 +431,8 @@ status_service() {
   case $name in
     kafka) port=$KAFKA_PORT ;;
     redis) port=$REDIS_PORT ;;
+    alertmanager) port=$ALERTMANAGER_PORT ;;
+    prometheus) port=$PROMETHEUS_PORT ;;
   esac
   if pid=$(running_pid "$name"); then
     echo "$name: running (pid $pid, port $port)"
@@ -376,11 +445,16 @@ env_service() {
   case $1 in
     kafka) echo "export KPIWATCH_KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT" ;;
     redis) echo "export KPIWATCH_REDIS_URL=redis://$HOST:$REDIS_PORT/0" ;;
+    alertmanager) echo "export KPIWATCH_ALERTMANAGER_URL=http://$HOST:$ALERTMANAGER_PORT" ;;
+    prometheus)
+      echo "export KPIWATCH_PROMETHEUS_URL=http://$HOST:$PROMETHEUS_PORT"
+      echo "export KPIWATCH_PROMETHEUS_TARGETS=$RUN_DIR/prometheus-targets"
+      ;;
   esac
 }
 
 usage() {
-  log "usage: $0 {install|start|stop|status|env} [kafka|redis|all]"
+  log "usage: $0 {install|start|stop|status|env} [kafka|redis|all|alertmanager|prometheus]"
   exit 2
 }
 
@@ -388,7 +462,7 @@ main() {
   local action=${1:-} target=${2:-all} services=() name
   case $target in
     all) services=(kafka redis) ;;
-    kafka | redis) services=("$target") ;;
+    kafka | redis | alertmanager | prometheus) services=("$target") ;;
     *) usage ;;
   esac
   case $action in

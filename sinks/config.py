@@ -6,10 +6,20 @@ Secrets are never written in the file: a secret field names where to find it, `{
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from sinks.render import Language
 
@@ -49,14 +59,42 @@ class SecretSource(BaseModel):
         return self._value
 
 
+UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _seconds(value: Any) -> Any:
+    """`30s`, `5m`, `2h`, `1d` or a plain number of seconds."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration (e.g. 30s, 5m, 2h, 1d)")
+        return float(match[1]) * UNITS[match[2]]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+
+
+class RateLimit(BaseModel):
+    """At most `messages` sends per `per` seconds, counted across every worker (in Redis)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: int = Field(ge=1)
+    per: Annotated[Seconds, Field(gt=0)]
+
+
 class SinkBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
+    rate_limit: RateLimit | None = None
 
 
 class DingTalkConfig(SinkBase):
     type: Literal["dingtalk"]
+    # The robot throttles a group for 10 minutes past 20 messages a minute.
+    rate_limit: RateLimit | None = RateLimit(messages=20, per=60)
     url: SecretSource
     secret: SecretSource | None = None
     mention_mobiles: list[str] = []
@@ -66,6 +104,8 @@ class DingTalkConfig(SinkBase):
 
 class FeishuConfig(SinkBase):
     type: Literal["feishu"]
+    # Feishu documents 100 a minute and 5 a second per bot; 5 a second is the tighter one.
+    rate_limit: RateLimit | None = RateLimit(messages=5, per=1)
     url: SecretSource
     secret: SecretSource | None = None
     mention_user_ids: list[str] = []
@@ -75,6 +115,8 @@ class FeishuConfig(SinkBase):
 
 class WeComConfig(SinkBase):
     type: Literal["wecom"]
+    # WeCom documents 20 messages a minute per robot.
+    rate_limit: RateLimit | None = RateLimit(messages=20, per=60)
     url: SecretSource
     msgtype: Literal["markdown", "text"] = "markdown"
     mention_user_ids: list[str] = []
@@ -178,12 +220,57 @@ CONFIG_MODELS: dict[str, type[SinkBase]] = {
 }
 
 
+LABEL_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class RouteConfig(BaseModel):
+    """One node of the routing tree, as written (Alertmanager's `route:`). Unset grouping and
+    language settings are inherited from the parent when the tree is compiled (sinks.route)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    match: dict[str, str] = {}
+    match_re: dict[str, str] = {}
+    sinks: list[str] = []
+    continue_: bool = Field(default=False, alias="continue")
+    group_by: list[Annotated[str, Field(pattern=LABEL_NAME)]] | None = None
+    group_wait: Seconds | None = None
+    group_interval: Seconds | None = None
+    language: Language | None = None
+    routes: list[RouteConfig] = []
+
+    @field_validator("match_re")
+    @classmethod
+    def _regexes_compile(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"{label}: {pattern!r} is not a regular expression: {exc}"
+                ) from exc
+        return value
+
+
+class Delivery(BaseModel):
+    """How hard to try and how long to remember what was sent (the dedupe window)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(default=5, ge=1, le=50)
+    base_delay: Seconds = 0.5
+    max_delay: Seconds = 30.0
+    dedupe_window: Annotated[Seconds, Field(gt=0)] = 86400.0
+
+
 class SinksFile(BaseModel):
-    """The whole file: `sinks:` and nothing else."""
+    """The whole file: `sinks:`, and optionally the routing tree and delivery settings."""
 
     model_config = ConfigDict(extra="forbid")
 
     sinks: list[SinkConfig]
+    route: RouteConfig | None = None
+    delivery: Delivery = Delivery()
 
 
 def json_schema() -> dict[str, object]:

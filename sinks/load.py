@@ -6,7 +6,8 @@ Reuses the rule loader's YAML helpers so both files report problems the same way
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +15,42 @@ from pydantic import ValidationError
 
 from rules.errors import ConfigError, Problem
 from rules.yamlfile import line_of, parse_yaml, plain, problems_of
-from sinks.config import CONFIG_MODELS, SecretSource, SinkBase, SinksFile
+from sinks.config import CONFIG_MODELS, Delivery, RouteConfig, SecretSource, SinkBase, SinksFile
 from sinks.registry import SINK_TYPES
+from sinks.route import Route, compile_route
+
+
+@dataclass(frozen=True)
+class SinksSetup:
+    """Everything a sinks file says: the sinks, the compiled routing tree, delivery settings."""
+
+    sinks: list[SinkBase]
+    route: Route
+    delivery: Delivery
 
 
 def load_path(path: Path, environ: Mapping[str, str] | None = None) -> list[SinkBase]:
+    return load_setup_path(path, environ).sinks
+
+
+def load_text(text: str, source: str, environ: Mapping[str, str] | None = None) -> list[SinkBase]:
+    return load_setup_text(text, source, environ).sinks
+
+
+def load_setup_path(path: Path, environ: Mapping[str, str] | None = None) -> SinksSetup:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([Problem(str(path), None, f"cannot read: {exc.strerror}")]) from exc
-    return load_text(text, str(path), environ)
+    return load_setup_text(text, str(path), environ)
 
 
-def load_text(text: str, source: str, environ: Mapping[str, str] | None = None) -> list[SinkBase]:
-    """Validate every sink and resolve every secret; raise ConfigError listing all problems."""
+def load_setup_text(text: str, source: str, environ: Mapping[str, str] | None = None) -> SinksSetup:
+    """Validate every sink and the route, resolve every secret; raise ConfigError listing all
+    problems."""
     document = parse_yaml(text, source, top_key="sinks")
     problems: list[Problem] = []
+    shell = _shell(document, source, problems)
     configs: dict[int, SinkBase] = {}
     for index, raw in enumerate(_sink_items(document, source, problems)):
         config = _validate(raw, document, index, source, problems)
@@ -37,20 +58,50 @@ def load_text(text: str, source: str, environ: Mapping[str, str] | None = None) 
             problems.extend(_resolve(config, document, index, source, environ or os.environ))
             configs[index] = config
     problems.extend(_duplicates(configs, document, source))
-    if problems:
+    names = [c.name for c in configs.values()]
+    route = shell.route if shell is not None else None
+    if route is not None:
+        problems.extend(_unknown_sinks(route, set(names), document, source))
+    if problems or shell is None:
         raise ConfigError(problems)
-    return list(configs.values())
+    return SinksSetup(list(configs.values()), compile_route(route, tuple(names)), shell.delivery)
+
+
+def _shell(document: Any, source: str, problems: list[Problem]) -> SinksFile | None:
+    """The file without its sinks (each sink is validated alone, to get its own problems)."""
+    shell = plain(document)
+    if isinstance(shell, dict) and "sinks" in shell:
+        shell["sinks"] = []
+    try:
+        return SinksFile.model_validate(shell)
+    except ValidationError as exc:
+        problems.extend(problems_of(exc, document, (), source))
+        return None
+
+
+def _unknown_sinks(
+    route: RouteConfig, names: set[str], document: Any, source: str
+) -> list[Problem]:
+    known = ", ".join(sorted(names)) or "none"
+    return [
+        Problem(source, line_of(document, where), f"route: no sink named {name!r} (known: {known})")
+        for where, name in _route_sinks(route, ("route",))
+        if name not in names
+    ]
+
+
+def _route_sinks(
+    route: RouteConfig, where: tuple[int | str, ...]
+) -> Iterator[tuple[tuple[int | str, ...], str]]:
+    for index, name in enumerate(route.sinks):
+        yield (*where, "sinks", index), name
+    for index, child in enumerate(route.routes):
+        yield from _route_sinks(child, (*where, "routes", index))
 
 
 def _sink_items(document: Any, source: str, problems: list[Problem]) -> list[Any]:
-    shell = plain(document)
-    if isinstance(shell, dict) and "sinks" in shell:
-        shell["sinks"] = []  # each sink is validated alone, to get its own problems
-    try:
-        SinksFile.model_validate(shell)
-    except ValidationError as exc:
-        problems.extend(problems_of(exc, document, (), source))
-        return []
+    if not isinstance(document, dict) or "sinks" not in document:
+        return []  # the shell's problems already say so
     sinks = document.get("sinks")
     if not isinstance(sinks, list):
         line = line_of(document, ("sinks",))

@@ -43,6 +43,15 @@ EXPECTED: dict[str, list[tuple[int | None, str]]] = {
     ],
     "empty.yaml": [(None, "the file is empty; expected 'sinks:'")],
     "two-sources.yaml": [(4, "url: give exactly one of env: or file:")],
+    "route-unknown-sink.yaml": [(9, "route: no sink named 'ads-room' (known: ops)")],
+    "route-bad-regex.yaml": [
+        (
+            8,
+            "match_re: store: 'JP-(1' is not a regular expression: "
+            "missing ), unterminated subpattern at position 3",
+        ),
+        (9, "group_wait: 'soon' is not a duration (e.g. 30s, 5m, 2h, 1d)"),
+    ],
 }
 
 
