@@ -23,6 +23,18 @@ log = logging.getLogger("kpiwatch")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["silence"]:
+        # The silence tool has its own parser; argparse's REMAINDER would not pass it options.
+        from redis.exceptions import ConnectionError as RedisDown
+
+        from sinks.silence import main as silence_main
+
+        try:
+            return silence_main(argv[1:])
+        except RedisDown as exc:
+            print(f"kpiwatch silence: cannot reach Redis: {exc}", file=sys.stderr)
+            return 1
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -158,6 +170,13 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--no-console", action="store_true", help="do not print alerts on stdout")
     worker.set_defaults(run=_worker)
 
+    silence = commands.add_parser(
+        "silence",
+        help="add, list and expire silences, acknowledge alerts (kpiwatch silence add --help)",
+        add_help=False,
+    )
+    silence.add_argument("silence_args", nargs=argparse.REMAINDER)  # handled in main()
+
     rules = commands.add_parser("rules", help="check rule files, export their JSON Schema")
     rule_commands = rules.add_subparsers(title="rules commands", required=True, metavar="COMMAND")
     check = rule_commands.add_parser(
@@ -169,6 +188,17 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_rules_check)
     schema = rule_commands.add_parser("schema", help="print the JSON Schema of rule files")
     schema.set_defaults(run=_rules_schema)
+    backtest = rule_commands.add_parser(
+        "test",
+        help="backtest rule files on a JSON-lines event file",
+        description="Replay EVENTS_FILE through the rules in-process, exactly as the worker "
+        "would, and print every alert transition with its event time (muted ones marked), "
+        "then per rule how often it fired, was muted and resolved.",
+    )
+    backtest.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    backtest.add_argument("--events", type=Path, required=True, metavar="EVENTS_FILE")
+    _reference_args(backtest)
+    backtest.set_defaults(run=_rules_test)
     return parser
 
 
@@ -285,13 +315,12 @@ def _replay(args: argparse.Namespace) -> int:
 def _kpis(args: argparse.Namespace) -> int:
     from connectors.files import read_jsonl
     from streams.embedded import replay
-    from streams.kpi import State
+    from streams.kpi import State, newest_event
     from streams.query import kpi_rows
 
     if not args.events.is_file():
         raise KpiwatchError(f"{args.events}: no such file")
     state, reference = State(), _reference(args)
-    newest: list[datetime] = []
 
     def reject(exc: InvalidEventError) -> None:
         print(f"rejected {exc}", file=sys.stderr)
@@ -304,9 +333,7 @@ def _kpis(args: argparse.Namespace) -> int:
         state=state,
         reference=reference,
     )
-    for mark in state.marks.values():
-        newest.append(datetime.fromisoformat(mark["watermark"]))
-    at = args.at or (max(newest) if newest else None)
+    at = args.at or newest_event(state)
     try:
         rows = kpi_rows(state, reference, args.by, args.window, at)
     except ValueError as exc:
@@ -388,6 +415,39 @@ def _rules_check(args: argparse.Namespace) -> int:
     rules = load_paths(args.paths)
     print(f"ok: {len(rules)} rule(s) in {len(args.paths)} path(s)")
     return 0
+
+
+def _rules_test(args: argparse.Namespace) -> int:
+    from connectors.files import read_jsonl
+    from streams.embedded import replay
+
+    rules = load_paths(args.paths)
+    if not args.events.is_file():
+        raise KpiwatchError(f"{args.events}: no such file")
+    counts = {rule.name: {"fired": 0, "muted": 0, "resolved": 0} for rule in rules.rules}
+
+    def record(alert: Alert) -> None:
+        outcome = "muted" if alert.muted else "fired" if alert.status == "firing" else "resolved"
+        counts[alert.rule][outcome] += 1
+        print(transition_line(alert))
+
+    def reject(exc: InvalidEventError) -> None:
+        print(f"rejected {exc}", file=sys.stderr)
+
+    report = replay(read_jsonl(args.events), rules, record, reject, reference=_reference(args))
+    print(f"\n{report.events} events, {len(report.rejected)} rejected; per rule:")
+    width = max((len(name) for name in counts), default=0)
+    for name, n in counts.items():
+        print(
+            f"  {name:<{width}}  fired {n['fired']}  muted {n['muted']}  resolved {n['resolved']}"
+        )
+    return 0
+
+
+def transition_line(alert: Alert) -> str:
+    """One backtest line: event time, transition, and what a person would have read."""
+    status = f"{alert.status.upper()}{' (muted)' if alert.muted else ''}"
+    return f"{alert.at.isoformat()}  {status:<16} {alert.summary}"
 
 
 def _rules_schema(args: argparse.Namespace) -> int:

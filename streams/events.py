@@ -46,7 +46,8 @@ MAX_AMOUNT: Final = Decimal("100000000")
 MAX_QUANTITY: Final = 100_000
 MIN_YEAR, MAX_YEAR = 2000, 2100
 
-Text = Annotated[str, Field(min_length=1, max_length=200)]
+# No control characters: ids go into table keys joined by one (streams.kpi.SEP), and into logs.
+Text = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 def _sane_time(value: datetime) -> datetime:

@@ -19,7 +19,6 @@ undefined rather than quietly short.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -97,20 +96,26 @@ class Update:
     rollups: list[dict[str, Any]] = field(default_factory=list)
 
 
+# Ids are validated free of control characters (streams.events.Text), so this separator keeps
+# keys unambiguous; joining is ~25 times cheaper than json.dumps, which cost 13% of the pipeline.
+SEP: Final = "\x1f"
+
+
 def key(*parts: str) -> str:
-    """An unambiguous table key from parts that may themselves contain any character."""
-    return json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
+    """An unambiguous table key from parts."""
+    return SEP.join(parts)
 
 
 def store_prefix(platform: str, marketplace: str, store: str) -> str:
     """The prefix every store-based key of this store starts with."""
-    return key(platform, marketplace, store)[:-1] + ","
+    return key(platform, marketplace, store) + SEP
 
 
-def apply_event(state: State, reference: Reference, event: Event) -> Update:
-    """Fold one event into the state. Raises LateEventError for events past retention."""
+def apply_event(state: State, reference: Reference, event: Event, partition: int = 0) -> Update:
+    """Fold one event into the state. Raises LateEventError for events past retention.
+    `partition` is the Kafka partition the event came from (0 in the embedded runtime)."""
     prefix = store_prefix(event.platform, event.marketplace, event.store_id)
-    seen_key = prefix + key(event.event_id)[1:]
+    seen_key = prefix + event.event_id
     if seen_key in state.seen:
         return Update()
     _check_lateness(state, prefix, event)
@@ -121,7 +126,7 @@ def apply_event(state: State, reference: Reference, event: Event) -> Update:
         update = _apply_ad(state, reference, event, prefix)
     else:
         update = _apply_inventory(state, reference, event, prefix)
-    _advance_mark(state, prefix, event.occurred_at, _store_sweeps(state))
+    _advance_mark(state, "store", prefix, event.occurred_at, partition)
     return update
 
 
@@ -142,31 +147,76 @@ def _check_lateness(state: State, prefix: str, event: Event) -> None:
 Sweep = tuple[Table, Callable[[Any, datetime], bool]]
 
 
-def _advance_mark(state: State, prefix: str, moment: datetime, sweeps: list[Sweep]) -> None:
-    """Track the newest event time of a store (or rollup scope); once a day of it, expire the
-    state under `prefix` that is past retention."""
-    mark = state.marks.get(prefix) or {"watermark": moment.isoformat(), "swept": ""}
-    newest = max(datetime.fromisoformat(mark["watermark"]), moment)
+def _advance_mark(state: State, kind: str, prefix: str, moment: datetime, partition: int) -> None:
+    """Track the newest event time of a store (or rollup scope) and the partition its state is
+    written from; once a day per partition, expire what is past retention."""
+    mark = state.marks.get(prefix)
+    newest = moment if mark is None else max(datetime.fromisoformat(mark["watermark"]), moment)
+    if mark is None or newest.isoformat() != mark["watermark"] or mark["p"] != partition:
+        state.marks[prefix] = {"watermark": newest.isoformat(), "p": partition, "kind": kind}
+    sweep_key = f"{SEP}sweep{SEP}{kind}{SEP}{partition}"  # no store prefix starts with SEP
     today = newest.astimezone(UTC).date().isoformat()
-    if mark["swept"] != today:
-        expire(prefix, newest, sweeps)
-    if newest.isoformat() != mark["watermark"] or mark["swept"] != today:
-        state.marks[prefix] = {"watermark": newest.isoformat(), "swept": today}
+    done = state.marks.get(sweep_key)
+    if done is not None and done["day"] >= today:
+        return
+    state.marks[sweep_key] = {"day": today}
+    if done is not None:
+        expire(state, kind, partition)
 
 
-def _store_sweeps(state: State) -> list[Sweep]:
-    return [(state.buckets, _bucket_end), (state.ledger, _ledger_time), (state.seen, _seen_time)]
-
-
-def expire(prefix: str, now: datetime, sweeps: list[Sweep]) -> int:
-    """Delete the entries under `prefix` that are past retention; returns how many."""
+def expire(state: State, kind: str, partition: int) -> int:
+    """Delete the state past retention of every store (or rollup scope) whose events come from
+    `partition`, each against its own newest event time. One pass per table: a Faust table
+    may only be changed for keys of the partition being processed, which is why it is per
+    partition and not per table."""
+    watermarks = {
+        prefix: datetime.fromisoformat(mark["watermark"])
+        for prefix, mark in list(state.marks.items())
+        if not prefix.startswith(SEP) and mark["kind"] == kind and mark["p"] == partition
+    }
+    if kind == "store":
+        sweeps: list[Sweep] = [
+            (state.buckets, _bucket_end),
+            (state.ledger, _ledger_time),
+            (state.seen, _seen_time),
+        ]
+        owner: Callable[[str], str] = _store_of
+    else:
+        sweeps, owner = [(state.rollups, _bucket_end)], _rollup_scope_of
     removed = 0
-    for table, expires_at in sweeps:
-        old = [k for k, v in list(table.items()) if k.startswith(prefix) and expires_at(v, now)]
+    for table, expired in sweeps:
+        old = [
+            k
+            for k, v in list(table.items())
+            if (now := watermarks.get(owner(k))) is not None and expired(v, now)
+        ]
         for stale in old:
             del table[stale]
         removed += len(old)
     return removed
+
+
+def store_marks(state: State) -> list[tuple[tuple[str, str, str], datetime]]:
+    """((platform, marketplace, store), newest event time) of every store seen."""
+    return [
+        (tuple(prefix.split(SEP)[:3]), datetime.fromisoformat(mark["watermark"]))  # type: ignore[misc]
+        for prefix, mark in list(state.marks.items())
+        if not prefix.startswith(SEP) and mark.get("kind") == "store"
+    ]
+
+
+def newest_event(state: State) -> datetime | None:
+    """The newest event time of any store (the default `--at` of `kpiwatch kpis`)."""
+    times = [moment for _, moment in store_marks(state)]
+    return max(times) if times else None
+
+
+def _store_of(table_key: str) -> str:
+    return SEP.join(table_key.split(SEP, 3)[:3]) + SEP
+
+
+def _rollup_scope_of(bucket: str) -> str:
+    return bucket.rsplit(SEP, 2)[0] + SEP
 
 
 def _bucket_end(value: Any, now: datetime) -> bool:
@@ -260,7 +310,7 @@ def _sub(scope: Scope, level: Level, **extra: str) -> Scope:
 
 
 def _apply_order(state: State, reference: Reference, event: OrderEvent, prefix: str) -> Update:
-    ledger_key = prefix + key("order", event.order_id)[1:]
+    ledger_key = prefix + key("order", event.order_id)
     entry = state.ledger.get(ledger_key)
     t0 = datetime.fromisoformat(entry["at"]) if entry else event.occurred_at
     store = store_scopes(event, reference)[STORE]
@@ -278,15 +328,12 @@ def _apply_order(state: State, reference: Reference, event: OrderEvent, prefix: 
 
 
 def _apply_ad(state: State, reference: Reference, event: AdSpendEvent, prefix: str) -> Update:
-    ledger_key = (
-        prefix
-        + key(
-            "ad",
-            event.campaign_id,
-            event.sku or "",
-            event.interval_start.isoformat(),
-            event.interval_end.isoformat(),
-        )[1:]
+    ledger_key = prefix + key(
+        "ad",
+        event.campaign_id,
+        event.sku or "",
+        event.interval_start.isoformat(),
+        event.interval_end.isoformat(),
     )
     t0 = event.interval_start
     store = store_scopes(event, reference)[STORE]
@@ -385,7 +432,7 @@ def _add_to_periods(state: State, scope: Scope, t0: datetime, delta: Counters) -
 
 
 def bucket_key(scope: Scope, grain: str, label: str) -> str:
-    return scope.key[:-1] + "," + key(grain, label)[1:]
+    return key(scope.key, grain, label)
 
 
 def add_counters(
@@ -455,7 +502,7 @@ def rollup_key(delta: dict[str, Any]) -> str:
     return Scope(level, delta["labels"], delta["zone"]).key
 
 
-def apply_rollup(state: State, delta: dict[str, Any]) -> Touch:
+def apply_rollup(state: State, delta: dict[str, Any], partition: int = 0) -> Touch:
     """Add one store's daily delta to a cross-store scope (the rollups table)."""
     level = next(lv for lv, name in LEVEL_NAMES.items() if name == delta["level"])
     scope = Scope(level, delta["labels"], delta["zone"])
@@ -473,7 +520,7 @@ def apply_rollup(state: State, delta: dict[str, Any]) -> Touch:
         delta["counters"],
     )
     at = datetime.fromisoformat(delta["at"])
-    _advance_mark(state, scope.key[:-1] + ",", at, [(state.rollups, _bucket_end)])
+    _advance_mark(state, "rollup", scope.key + SEP, at, partition)
     families = frozenset({"orders", "ads"})
     return Touch(scope, families, day, None, at, table="rollups")
 
@@ -489,7 +536,7 @@ def scopes_at(state: State, level: Level) -> Iterable[Scope]:
             seen.add(scope.key)
             yield scope
     for bucket, value in list(table.items()):
-        parts = json.loads(bucket)
+        parts = bucket.split(SEP)
         level_name = parts[0] if level in ROLLUPS else parts[3]
         if level_name != name:
             continue

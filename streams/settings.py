@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     webhook_url: SecretStr | None = None
     # Sinks (DingTalk, Feishu, WeCom, Slack, Teams, email, Alertmanager, webhooks) as YAML.
     sinks_file: Path | None = None
+    # Shared delivery state (dedupe keys, rate limits, silences); without it, per process only.
+    redis_url: str | None = None
+    # Most KPI series /metrics exports; beyond it new series are dropped (and counted).
+    kpi_series_cap: int = Field(default=10_000, ge=0)
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=0, le=65535)
     data_dir: Path = Path(".kpiwatch")

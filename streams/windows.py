@@ -53,12 +53,14 @@ def marketplace_zone(platform: str, marketplace: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+@functools.lru_cache(maxsize=65536)
 def local_day(moment: datetime, zone: ZoneInfo) -> Window:
     """The marketplace-local calendar day that `moment` falls in."""
     day = moment.astimezone(zone).date()
     return day_window(day, zone)
 
 
+@functools.lru_cache(maxsize=65536)
 def day_window(day: date, zone: ZoneInfo) -> Window:
     """The local day `day` as UTC instants: aware datetimes sharing one ZoneInfo subtract as wall
     clocks (a 23-hour day would come out as 24), UTC ones as elapsed time."""
@@ -67,6 +69,7 @@ def day_window(day: date, zone: ZoneInfo) -> Window:
     return Window(start=start, end=end, label=day.isoformat())
 
 
+@functools.lru_cache(maxsize=65536)
 def hour_period(moment: datetime, zone: ZoneInfo) -> Window:
     """The marketplace-local clock hour of `moment`; its label carries the UTC offset, so the
     repeated hour of a daylight-saving fall-back day is two periods, not one."""

@@ -13,12 +13,14 @@ from rules.load import load_default, load_paths
 from sinks.base import Sink
 from sinks.console import ConsoleSink
 from sinks.load import load_path as load_sinks
+from sinks.load import load_setup_path
 from sinks.registry import build
 from sinks.webhook import WebhookSink
 from streams.app import ROLLUP_TABLES, TABLES, build_app
 from streams.events import TOPICS
 from streams.fxfeed import FxFeed
 from streams.reference import load_reference
+from streams.reload import RuleReloader
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,14 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
     asyncio.set_event_loop(loop)
     names = [
         settings.topic(n)
-        for n in (*TOPICS.values(), "alerts", "dead-letter", "rollups", "fx-rates")
+        for n in (
+            *TOPICS.values(),
+            "alerts",
+            "alerts-dead-letter",
+            "dead-letter",
+            "rollups",
+            "fx-rates",
+        )
     ]
     loop.run_until_complete(ensure_topics(settings.kafka_bootstrap, names, settings.partitions))
     # Faust would create its changelogs itself, but checks their partition count before the
@@ -57,8 +66,11 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
     )
     feed = FxFeed(settings.kafka_bootstrap, settings.topic("fx-rates"), reference.fx)
     log.info("fx: %d rate(s) from the fx-rates topic", loop.run_until_complete(feed.catch_up()))
-    app = build_app(settings, rules, sinks, reference)
+    setup = load_setup_path(settings.sinks_file) if settings.sinks_file is not None else None
+    app = build_app(settings, rules, sinks, reference, sinks_setup=setup)
     app.task(feed.follow)
+    if settings.rules:  # the shipped rules never change under a running worker
+        app.task(RuleReloader(settings.rules, app.kpiwatch_pipelines).watch)
     log.info("worker %s: %d rule(s), sinks %s", app.conf.id, len(rules), [s.name for s in sinks])
     worker = faust.Worker(app, loop=loop, loglevel="INFO", redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -130,3 +130,10 @@ def test_kpis_names_the_levels_it_knows(
 ) -> None:
     assert main(["kpis", str(events_file), "--by", "sku,team"]) == 1
     assert "use one of: store; store,sku; store,campaign; marketplace" in capsys.readouterr().err
+
+
+def test_silence_is_reachable_and_says_when_redis_is_down(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["silence", "--redis-url", "redis://127.0.0.1:1/0", "list"]) == 1
+    assert "kpiwatch silence: cannot reach Redis" in capsys.readouterr().err
