@@ -8,16 +8,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
-from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import httpx
 
-from rules.alerts import Alert
-from sinks import http, redact
+from sinks import http
 from sinks.config import DingTalkConfig
-from sinks.render import Message, fit, render
+from sinks.render import Message, fit
+from sinks.robot import RobotSink
 
 # errcode 130101 "send too fast, exceed 20 times per minute" (the robot is then throttled for
 # 10 minutes; the deliverer caps the wait); -1 "system busy". Other non-zero codes are refusals.
@@ -36,30 +34,10 @@ def sign(secret: str, timestamp_ms: int) -> str:
     return base64.b64encode(digest).decode()
 
 
-class DingTalkSink:
+class DingTalkSink(RobotSink[DingTalkConfig]):
     """The webhook URL (with access_token) and the signing secret never appear in an error."""
 
-    def __init__(
-        self,
-        config: DingTalkConfig,
-        client: httpx.AsyncClient,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.name = config.name
-        self._config = config
-        self._client = client
-        self._clock = clock
-        redact.install()
-
-    @classmethod
-    def from_config(cls, config: DingTalkConfig, client: httpx.AsyncClient) -> DingTalkSink:
-        return cls(config, client)
-
-    async def send(self, alerts: Sequence[Alert]) -> None:
-        message = render(alerts, self._config.language)
-        response = await http.post(
-            self._client, self.name, self._url(), http.json_bytes(self.payload(message))
-        )
+    def check(self, response: httpx.Response) -> None:
         http.raise_for_code(
             self.name,
             response,
@@ -80,7 +58,7 @@ class DingTalkSink:
             "at": {"atMobiles": list(config.mention_mobiles), "isAtAll": config.mention_all},
         }
 
-    def _url(self) -> str:
+    def url(self) -> str:
         url = self._config.url.get().get_secret_value()
         if self._config.secret is None:
             return url

@@ -8,16 +8,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
-from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import httpx
 
-from rules.alerts import Alert
-from sinks import http, redact
+from sinks import http
 from sinks.config import FeishuConfig
-from sinks.render import Message, fit, render
+from sinks.render import Message, fit
+from sinks.robot import RobotSink
 
 # code 11232: frequency limited (a custom bot takes 100 requests a minute, 5 a second).
 # Others, e.g. 19021 sign mismatch, 19022 IP not allowed, 19024 keywords not found,
@@ -36,27 +34,11 @@ def sign(secret: str, timestamp_s: int) -> str:
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
 
 
-class FeishuSink:
-    def __init__(
-        self,
-        config: FeishuConfig,
-        client: httpx.AsyncClient,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.name = config.name
-        self._config = config
-        self._client = client
-        self._clock = clock
-        redact.install()
+class FeishuSink(RobotSink[FeishuConfig]):
+    def body(self, message: Message) -> dict[str, Any]:
+        return {**self._signature(), **self.payload(message)}
 
-    @classmethod
-    def from_config(cls, config: FeishuConfig, client: httpx.AsyncClient) -> FeishuSink:
-        return cls(config, client)
-
-    async def send(self, alerts: Sequence[Alert]) -> None:
-        body = {**self._signature(), **self.payload(render(alerts, self._config.language))}
-        url = self._config.url.get().get_secret_value()
-        response = await http.post(self._client, self.name, url, http.json_bytes(body))
+    def check(self, response: httpx.Response) -> None:
         http.raise_for_code(
             self.name,
             response,

@@ -5,15 +5,11 @@ Docs: https://api.slack.com/messaging/webhooks and https://api.slack.com/referen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Final
 
-import httpx
-
-from rules.alerts import Alert
-from sinks import http, redact
 from sinks.config import SlackConfig
-from sinks.render import Message, item_mrkdwn, render
+from sinks.render import Message, item_mrkdwn
+from sinks.robot import RobotSink
 
 # Block Kit limits: 50 blocks a message, 150 characters in a header, 3000 in a section text.
 MAX_ITEMS: Final = 47
@@ -21,25 +17,12 @@ HEADER_CHARS: Final = 150
 SECTION_CHARS: Final = 3000
 
 
-class SlackSink:
+class SlackSink(RobotSink[SlackConfig]):
     """Slack answers errors with an HTTP status (400 invalid_payload, 403, 404, 410, 429 with
     Retry-After), so the status alone decides."""
 
-    def __init__(self, config: SlackConfig, client: httpx.AsyncClient) -> None:
-        self.name = config.name
-        self._config = config
-        self._client = client
-        redact.install()
-
-    @classmethod
-    def from_config(cls, config: SlackConfig, client: httpx.AsyncClient) -> SlackSink:
-        return cls(config, client)
-
-    async def send(self, alerts: Sequence[Alert]) -> None:
-        url = self._config.url.get().get_secret_value()
-        body = http.json_bytes(payload(render(alerts, self._config.language)))
-        response = await http.post(self._client, self.name, url, body)
-        http.raise_for_status(self.name, response)
+    def payload(self, message: Message) -> dict[str, Any]:
+        return payload(message)
 
 
 def payload(message: Message) -> dict[str, Any]:

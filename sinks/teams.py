@@ -5,40 +5,23 @@ Docs: https://learn.microsoft.com/microsoftteams/platform/webhooks-and-connector
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Final
 
-import httpx
-
-from rules.alerts import Alert
-from sinks import http, redact
 from sinks.config import TeamsConfig
-from sinks.render import Item, Message, render
+from sinks.render import Item, Message
+from sinks.robot import RobotSink
 
 CARD_TYPE: Final = "application/vnd.microsoft.card.adaptive"
 MAX_ITEMS: Final = 30  # a Teams message is capped at about 28 KB
 COLOR: Final = {"critical": "Attention", "warning": "Warning", "resolved": "Good"}
 
 
-class TeamsSink:
+class TeamsSink(RobotSink[TeamsConfig]):
     """Teams answers with an HTTP status (Workflows: 202; legacy webhooks: 200), so the status
     alone decides."""
 
-    def __init__(self, config: TeamsConfig, client: httpx.AsyncClient) -> None:
-        self.name = config.name
-        self._config = config
-        self._client = client
-        redact.install()
-
-    @classmethod
-    def from_config(cls, config: TeamsConfig, client: httpx.AsyncClient) -> TeamsSink:
-        return cls(config, client)
-
-    async def send(self, alerts: Sequence[Alert]) -> None:
-        url = self._config.url.get().get_secret_value()
-        body = http.json_bytes(payload(render(alerts, self._config.language)))
-        response = await http.post(self._client, self.name, url, body)
-        http.raise_for_status(self.name, response)
+    def payload(self, message: Message) -> dict[str, Any]:
+        return payload(message)
 
 
 def payload(message: Message) -> dict[str, Any]:

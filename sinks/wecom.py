@@ -5,15 +5,14 @@ Docs: https://developer.work.weixin.qq.com/document/path/91770 (群机器人配�
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Final
 
 import httpx
 
-from rules.alerts import Alert
-from sinks import http, redact
+from sinks import http
 from sinks.config import WeComConfig
-from sinks.render import Message, fit, render
+from sinks.render import Message, fit
+from sinks.robot import RobotSink
 
 # errcode 45009 "api freq out of limit" (a robot takes 20 messages a minute); -1 system busy.
 RETRYABLE_CODES: Final[dict[int, float | None]] = {45009: 60.0, -1: None}
@@ -21,28 +20,15 @@ RETRYABLE_CODES: Final[dict[int, float | None]] = {45009: 60.0, -1: None}
 MAX_BYTES: Final = {"markdown": 4096, "text": 2048}
 
 
-class WeComSink:
-    def __init__(self, config: WeComConfig, client: httpx.AsyncClient) -> None:
-        self.name = config.name
-        self._config = config
-        self._client = client
-        redact.install()
-
-    @classmethod
-    def from_config(cls, config: WeComConfig, client: httpx.AsyncClient) -> WeComSink:
-        return cls(config, client)
-
-    async def send(self, alerts: Sequence[Alert]) -> None:
-        url = self._config.url.get().get_secret_value()
-        body = http.json_bytes(self.payload(render(alerts, self._config.language)))
-        response = await http.post(self._client, self.name, url, body)
+class WeComSink(RobotSink[WeComConfig]):
+    def check(self, response: httpx.Response) -> None:
         http.raise_for_code(
             self.name,
             response,
             code_key="errcode",
             message_key="errmsg",
             retryable_codes=RETRYABLE_CODES,
-            secrets=http.url_secrets(url),
+            secrets=http.url_secrets(self.url()),
         )
 
     def payload(self, message: Message) -> dict[str, Any]:

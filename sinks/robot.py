@@ -1,0 +1,67 @@
+"""What every chat robot sink shares: one webhook URL, render, POST, judge the answer.
+
+A robot module only says what differs: its payload, and how its platform reports an error
+(an HTTP status, or a code inside a 200 body). Signing robots override `url` or `body`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Literal, Protocol, Self, TypeVar
+
+import httpx
+from pydantic import SecretStr
+
+from rules.alerts import Alert
+from sinks import http, redact
+from sinks.render import Message, render
+
+
+class _Secret(Protocol):
+    def get(self) -> SecretStr: ...
+
+
+class RobotConfig(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def url(self) -> _Secret: ...
+    @property
+    def language(self) -> Literal["zh", "en"]: ...
+
+
+C = TypeVar("C", bound=RobotConfig)
+
+
+class RobotSink(Generic[C]):
+    def __init__(
+        self, config: C, client: httpx.AsyncClient, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.name = config.name
+        self._config = config
+        self._client = client
+        self._clock = clock
+        redact.install()
+
+    @classmethod
+    def from_config(cls, config: C, client: httpx.AsyncClient) -> Self:
+        return cls(config, client)
+
+    async def send(self, alerts: Sequence[Alert]) -> None:
+        body = self.body(render(alerts, self._config.language))
+        response = await http.post(self._client, self.name, self.url(), http.json_bytes(body))
+        self.check(response)
+
+    def url(self) -> str:
+        return self._config.url.get().get_secret_value()
+
+    def body(self, message: Message) -> dict[str, Any]:
+        return self.payload(message)
+
+    def payload(self, message: Message) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def check(self, response: httpx.Response) -> None:
+        """Platforms that answer errors with an HTTP status alone need nothing more."""
+        http.raise_for_status(self.name, response)
