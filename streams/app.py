@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ import faust
 
 from rules.alerts import Alert
 from rules.errors import InvalidEventError
+from rules.evaluate import Evaluation
 from rules.load import RuleSet
 from sinks.base import Sink
 from sinks.load import SinksSetup
@@ -87,6 +89,8 @@ def build_app(
     rollup_state = State(**{field: table(name) for field, name in ROLLUP_TABLES.items()})
     pipeline = Pipeline(state, rules, reference)
     rollup_pipeline = Pipeline(rollup_state, rules, reference)
+    for each in (pipeline, rollup_pipeline):
+        each.observe = _gauge
     # The worker's rule reloader (streams.reload) swaps the rules of both; faust.App has no
     # slot for such an attribute in its type, hence the ignore.
     app.kpiwatch_pipelines = (pipeline, rollup_pipeline)  # type: ignore[attr-defined]
@@ -99,7 +103,11 @@ def build_app(
             metrics.EVENTS_IN.labels(topic=message.topic).inc()
             try:
                 decoded = decode(event.value, where, kinds[message.topic])
+                started = time.perf_counter()
                 output = pipeline.process(decoded, message.partition)
+                metrics.PROCESSING.labels(topic=message.topic).observe(
+                    time.perf_counter() - started
+                )
             except InvalidEventError as exc:
                 await _dead_letter(dead_letter, message, exc.reason)
                 continue
@@ -167,6 +175,15 @@ def build_app(
         )
 
     return app
+
+
+def _gauge(evaluation: Evaluation) -> None:
+    """The KPI value a rule just looked at, as a Prometheus gauge (undefined removes the
+    series). The snapshot's value, not the judged one: a guard not met still has a value."""
+    kpi = evaluation.rule.kpi.name
+    metrics.KPI_GAUGES.set(
+        evaluation.rule.name, kpi, evaluation.snapshot.labels, evaluation.snapshot.values.get(kpi)
+    )
 
 
 async def _send_alerts(topic: Any, alerts: Sequence[Alert]) -> None:

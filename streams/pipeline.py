@@ -4,7 +4,7 @@ once, the Kafka runtime sends them through a topic keyed by the rollup scope fir
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,8 @@ class Pipeline:
         # it already knows.
         self._newest: dict[int, datetime] = {}
         self._checked: dict[int, datetime] = {}
+        # Told every judged value: the Kafka runtime feeds its Prometheus KPI gauges from it.
+        self.observe: Callable[[Evaluation], None] | None = None
 
     def process(self, event: Event, partition: int = 0) -> Output:
         """Raises InvalidEventError (LateEventError) for an event past retention. `partition`
@@ -92,6 +94,8 @@ class Pipeline:
     def _advance(self, evaluations: Iterable[Evaluation]) -> list[Alert]:
         alerts = []
         for evaluation in evaluations:
+            if self.observe is not None:
+                self.observe(evaluation)
             alert = advance(self.state.alerts, evaluation)
             if alert is not None:
                 alerts.append(alert)

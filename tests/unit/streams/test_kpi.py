@@ -329,3 +329,13 @@ def test_fx_rates_are_date_effective(tmp_path: Path) -> None:
     assert reference.fx.rate("JPY", date(2026, 11, 23)) == Decimal("0.0070")
     assert reference.fx.rate("JPY", date(2026, 10, 31)) is None
     assert reference.fx.convert_minor(4460, "JPY", date(2026, 11, 23)) == 3122  # 31.22 USD
+
+
+def test_the_pipeline_tells_its_observer_every_judged_value() -> None:
+    from rules.load import load_default
+
+    seen: list[tuple[str, Any]] = []
+    pipeline = Pipeline(State(), load_default(), Reference())
+    pipeline.observe = lambda evaluation: seen.append((evaluation.rule.name, evaluation.value))
+    pipeline.process(stock("i1", "fba", 3, T0))
+    assert seen == [("stockout", Decimal(3))]
