@@ -8,15 +8,21 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from integration.support import Services, Webhook, WorkerProcess, free_port, services_sh
-
-WorkerFactory = Callable[..., WorkerProcess]
+from integration.sinks_support import Robot, robot_server
+from integration.support import (
+    Services,
+    Webhook,
+    WorkerFactory,
+    WorkerProcess,
+    free_port,
+    services_sh,
+)
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +113,10 @@ def webhook() -> Iterator[Webhook]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def robot() -> Iterator[Robot]:
+    """A local chat-robot server (tests/integration/sinks_support.py) for the sink tests."""
+    with robot_server() as server:
+        yield server

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from integration.conftest import WorkerFactory
-from integration.support import Services, WorkerProcess
+from integration.support import Services, WorkerFactory, WorkerProcess
 
 from rules.alerts import Alert, fingerprint
 

@@ -122,6 +122,9 @@ class WorkerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
+WorkerFactory = Callable[..., WorkerProcess]
+
+
 @dataclass
 class Webhook:
     """A real HTTP server on 127.0.0.1 that records each JSON body it is sent."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,6 @@ from integration.sinks_support import (
     alert,
     make_worker,
     produce,
-    robot_server,
     sinks_file,
     wait_for,
 )
@@ -26,12 +24,6 @@ from integration.support import Services, WorkerProcess
 from rules.alerts import Alert
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def robot() -> Iterator[Robot]:
-    with robot_server() as server:
-        yield server
 
 
 def wave(stores: int, skus: int) -> list[Alert]:

@@ -7,7 +7,7 @@ import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +19,6 @@ from integration.sinks_support import (
     alert,
     make_worker,
     produce,
-    robot_server,
     sinks_file,
     wait_for,
 )
@@ -30,12 +29,6 @@ from sinks.route import route_labels
 from sinks.silence import SilenceStore, new_silence
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def robot() -> Iterator[Robot]:
-    with robot_server() as server:
-        yield server
 
 
 @pytest.fixture
