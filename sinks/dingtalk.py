@@ -12,10 +12,9 @@ from typing import Any, Final
 
 import httpx
 
-from sinks import http
 from sinks.config import DingTalkConfig
 from sinks.render import Message, fit
-from sinks.robot import RobotSink
+from sinks.robot import ErrorCodes, RobotSink
 
 # errcode 130101 "send too fast, exceed 20 times per minute" (the robot is then throttled for
 # 10 minutes; the deliverer caps the wait); -1 "system busy". Other non-zero codes are refusals.
@@ -37,15 +36,7 @@ def sign(secret: str, timestamp_ms: int) -> str:
 class DingTalkSink(RobotSink[DingTalkConfig]):
     """The webhook URL (with access_token) and the signing secret never appear in an error."""
 
-    def check(self, response: httpx.Response) -> None:
-        http.raise_for_code(
-            self.name,
-            response,
-            code_key="errcode",
-            message_key="errmsg",
-            retryable_codes=RETRYABLE_CODES,
-            secrets=self._secrets(),
-        )
+    errors = ErrorCodes("errcode", "errmsg", RETRYABLE_CODES)
 
     def payload(self, message: Message) -> dict[str, Any]:
         config = self._config
@@ -66,7 +57,6 @@ class DingTalkSink(RobotSink[DingTalkConfig]):
         signature = sign(self._config.secret.get().get_secret_value(), timestamp)
         return str(httpx.URL(url).copy_merge_params({"timestamp": timestamp, "sign": signature}))
 
-    def _secrets(self) -> list[str]:
-        url = http.url_secrets(self._config.url.get().get_secret_value())
+    def signing_secret(self) -> str | None:
         secret = self._config.secret
-        return [*url, *([secret.get().get_secret_value()] if secret is not None else [])]
+        return secret.get().get_secret_value() if secret is not None else None

@@ -10,12 +10,9 @@ import hashlib
 import hmac
 from typing import Any, Final
 
-import httpx
-
-from sinks import http
 from sinks.config import FeishuConfig
 from sinks.render import Message, fit
-from sinks.robot import RobotSink
+from sinks.robot import ErrorCodes, RobotSink
 
 # code 11232: frequency limited (a custom bot takes 100 requests a minute, 5 a second).
 # Others, e.g. 19021 sign mismatch, 19022 IP not allowed, 19024 keywords not found,
@@ -35,18 +32,10 @@ def sign(secret: str, timestamp_s: int) -> str:
 
 
 class FeishuSink(RobotSink[FeishuConfig]):
+    errors = ErrorCodes("code", "msg", RETRYABLE_CODES)
+
     def body(self, message: Message) -> dict[str, Any]:
         return {**self._signature(), **self.payload(message)}
-
-    def check(self, response: httpx.Response) -> None:
-        http.raise_for_code(
-            self.name,
-            response,
-            code_key="code",
-            message_key="msg",
-            retryable_codes=RETRYABLE_CODES,
-            secrets=self._secrets(),
-        )
 
     def payload(self, message: Message) -> dict[str, Any]:
         content = fit(message, lambda m: m.markdown(), MAX_BYTES) + self._mentions()
@@ -73,7 +62,6 @@ class FeishuSink(RobotSink[FeishuConfig]):
         secret = self._config.secret.get().get_secret_value()
         return {"timestamp": str(timestamp), "sign": sign(secret, timestamp)}
 
-    def _secrets(self) -> list[str]:
-        url = http.url_secrets(self._config.url.get().get_secret_value())
+    def signing_secret(self) -> str | None:
         secret = self._config.secret
-        return [*url, *([secret.get().get_secret_value()] if secret is not None else [])]
+        return secret.get().get_secret_value() if secret is not None else None

@@ -7,8 +7,9 @@ A robot module only says what differs: its payload, and how its platform reports
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Generic, Literal, Protocol, Self, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -34,7 +35,19 @@ class RobotConfig(Protocol):
 C = TypeVar("C", bound=RobotConfig)
 
 
+@dataclass(frozen=True)
+class ErrorCodes:
+    """Where a robot puts its error code and message in a 200 body, and which codes are worth
+    a retry (with the wait, when the platform documents one)."""
+
+    code_key: str
+    message_key: str
+    retryable: Mapping[int, float | None]
+
+
 class RobotSink(Generic[C]):
+    errors: ClassVar[ErrorCodes | None] = None  # None: the HTTP status alone decides
+
     def __init__(
         self, config: C, client: httpx.AsyncClient, clock: Callable[[], float] = time.time
     ) -> None:
@@ -63,5 +76,24 @@ class RobotSink(Generic[C]):
         raise NotImplementedError
 
     def check(self, response: httpx.Response) -> None:
-        """Platforms that answer errors with an HTTP status alone need nothing more."""
-        http.raise_for_status(self.name, response)
+        """Judge the answer: by HTTP status alone, or by the robot's code in the JSON body."""
+        if self.errors is None:
+            http.raise_for_status(self.name, response)
+            return
+        http.raise_for_code(
+            self.name,
+            response,
+            code_key=self.errors.code_key,
+            message_key=self.errors.message_key,
+            retryable_codes=self.errors.retryable,
+            secrets=self.secrets(),
+        )
+
+    def secrets(self) -> list[str]:
+        """What must never show in an error: the URL's tokens, and the signing secret."""
+        url = http.url_secrets(self._config.url.get().get_secret_value())
+        signing = self.signing_secret()
+        return [*url, *([signing] if signing is not None else [])]
+
+    def signing_secret(self) -> str | None:
+        return None

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import httpx
-
-from sinks import http
 from sinks.config import WeComConfig
 from sinks.render import Message, fit
-from sinks.robot import RobotSink
+from sinks.robot import ErrorCodes, RobotSink
 
 # errcode 45009 "api freq out of limit" (a robot takes 20 messages a minute); -1 system busy.
 RETRYABLE_CODES: Final[dict[int, float | None]] = {45009: 60.0, -1: None}
@@ -21,15 +18,7 @@ MAX_BYTES: Final = {"markdown": 4096, "text": 2048}
 
 
 class WeComSink(RobotSink[WeComConfig]):
-    def check(self, response: httpx.Response) -> None:
-        http.raise_for_code(
-            self.name,
-            response,
-            code_key="errcode",
-            message_key="errmsg",
-            retryable_codes=RETRYABLE_CODES,
-            secrets=http.url_secrets(self.url()),
-        )
+    errors = ErrorCodes("errcode", "errmsg", RETRYABLE_CODES)
 
     def payload(self, message: Message) -> dict[str, Any]:
         config = self._config
