@@ -295,14 +295,14 @@ def _cost(
 # ---------------------------------------------------------------- orders, ads, inventory
 
 
-def store_scopes(event: Event, reference: Reference) -> dict[Level, Scope]:
+def store_scope(event: Event, reference: Reference) -> Scope:
     """The store-level scope of an event; SKU and campaign scopes derive from it."""
     zone = marketplace_zone(event.platform, event.marketplace).key
     labels = {"platform": event.platform, "marketplace": event.marketplace, "store": event.store_id}
     team = reference.teams.get((event.platform, event.marketplace, event.store_id))
     if team is not None:
         labels["team"] = team
-    return {STORE: Scope(STORE, labels, zone)}
+    return Scope(STORE, labels, zone)
 
 
 def _sub(scope: Scope, level: Level, **extra: str) -> Scope:
@@ -313,7 +313,7 @@ def _apply_order(state: State, reference: Reference, event: OrderEvent, prefix: 
     ledger_key = prefix + key("order", event.order_id)
     entry = state.ledger.get(ledger_key)
     t0 = datetime.fromisoformat(entry["at"]) if entry else event.occurred_at
-    store = store_scopes(event, reference)[STORE]
+    store = store_scope(event, reference)
     day = local_day(t0, marketplace_zone(event.platform, event.marketplace)).label
     parts: dict[str, tuple[Scope, Counters]] = {
         store.key: (store, order_counters(event, event.lines, reference, date.fromisoformat(day)))
@@ -336,7 +336,7 @@ def _apply_ad(state: State, reference: Reference, event: AdSpendEvent, prefix: s
         event.interval_end.isoformat(),
     )
     t0 = event.interval_start
-    store = store_scopes(event, reference)[STORE]
+    store = store_scope(event, reference)
     day = date.fromisoformat(
         local_day(t0, marketplace_zone(event.platform, event.marketplace)).label
     )
@@ -351,7 +351,7 @@ def _apply_ad(state: State, reference: Reference, event: AdSpendEvent, prefix: s
 def _apply_inventory(
     state: State, reference: Reference, event: InventoryEvent, prefix: str
 ) -> Update:
-    scope = _sub(store_scopes(event, reference)[STORE], SKU, sku=event.sku)
+    scope = _sub(store_scope(event, reference), SKU, sku=event.sku)
     record = state.inventory.get(scope.key) or {"labels": scope.labels, "warehouses": {}}
     previous = record["warehouses"].get(event.warehouse)
     if previous is not None and datetime.fromisoformat(previous["as_of"]) > event.as_of:

@@ -340,8 +340,3 @@ def _month_elapsed(at: datetime, day: date, zone: ZoneInfo) -> Decimal | None:
     end = datetime.combine(next_month, datetime.min.time(), zone).astimezone(UTC)
     elapsed = (min(at, end) - start) / (end - start)
     return Decimal(str(round(elapsed, 9))) if elapsed > 0 else None
-
-
-def rule_windows(windows: Iterable[str | None]) -> list[str | None]:
-    """Distinct windows in first-seen order (a scope's snapshot is computed once per window)."""
-    return list(dict.fromkeys(windows))

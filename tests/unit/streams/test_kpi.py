@@ -128,11 +128,11 @@ def test_money_without_an_fx_rate_is_undefined_never_zero() -> None:
 
 
 def test_the_native_value_stays_exact_without_fx() -> None:
-    from streams.kpi import Touch, store_scopes
+    from streams.kpi import Touch, store_scope
     from streams.values import snapshot
 
     state, reference = run([order("e1")])
-    scope = store_scopes(order("x"), reference)[frozenset({"store"})]
+    scope = store_scope(order("x"), reference)
     touch = Touch(scope, frozenset({"orders"}), date(2026, 11, 23), None, T0)
     view = snapshot(state, reference, touch, "1d")
     assert (view.native["gmv"], view.native_currency) == (Decimal(4460), "JPY")
