@@ -7,6 +7,7 @@ Secrets are never written in the file: a secret field names where to find it, `{
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -33,6 +34,17 @@ class SecretSource(BaseModel):
     file: Path | None = None
     _value: SecretStr | None = PrivateAttr(default=None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _not_inline(cls, value: Any) -> Any:
+        if isinstance(value, str | int):
+            # The file gets committed and shared; the secret must not be in it.
+            raise ValueError(
+                "a secret is not written in the file: name where it lives, "
+                "{env: VARIABLE} or {file: /path/to/file}"
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_place(self) -> SecretSource:
         if (self.env is None) == (self.file is None) and self._value is None:
@@ -57,6 +69,25 @@ class SecretSource(BaseModel):
         if self._value is None:
             raise RuntimeError("secret used before sinks.load resolved it")
         return self._value
+
+    def resolve(self, environ: Mapping[str, str]) -> str | None:
+        """Read the secret from where it lives and keep it; or say what is missing (never the
+        value itself)."""
+        if self._value is not None:
+            return None
+        if self.env is not None:
+            value = environ.get(self.env, "")
+            if not value:
+                return f"environment variable {self.env} is not set or empty"
+        elif self.file is not None:
+            try:
+                value = self.file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                return f"cannot read secret file {self.file}: {exc.strerror}"
+            if not value:
+                return f"secret file {self.file} is empty"
+        self.set(value)
+        return None
 
 
 UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

@@ -142,28 +142,11 @@ def _resolve(
     for field in type(config).model_fields:
         secret = getattr(config, field)
         if isinstance(secret, SecretSource):
-            missing = _read(secret, environ)
+            missing = secret.resolve(environ)
             if missing is not None:
                 line = line_of(document, ("sinks", index, field))
                 problems.append(Problem(source, line, f"sink {config.name!r}: {field}: {missing}"))
     return problems
-
-
-def _read(secret: SecretSource, environ: Mapping[str, str]) -> str | None:
-    """Store the secret's value in it; or say what is missing (never the value itself)."""
-    if secret.env is not None:
-        value = environ.get(secret.env, "")
-        if not value:
-            return f"environment variable {secret.env} is not set or empty"
-    elif secret.file is not None:
-        try:
-            value = secret.file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            return f"cannot read secret file {secret.file}: {exc.strerror}"
-        if not value:
-            return f"secret file {secret.file} is empty"
-    secret.set(value)
-    return None
 
 
 def _duplicates(configs: dict[int, SinkBase], document: Any, source: str) -> list[Problem]:

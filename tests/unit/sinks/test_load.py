@@ -29,7 +29,11 @@ EXPECTED: dict[str, list[tuple[int | None, str]]] = {
         ),
     ],
     "literal-secret.yaml": [
-        (4, "url: Input should be a valid dictionary or instance of SecretSource"),
+        (
+            4,
+            "url: a secret is not written in the file: name where it lives, "
+            "{env: VARIABLE} or {file: /path/to/file}",
+        ),
     ],
     "duplicate-names.yaml": [
         (5, f"sink name 'ops' is already used at {BAD / 'duplicate-names.yaml'}:2"),
