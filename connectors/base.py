@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 EventSink = Callable[[Sequence[Event]], Awaitable[None]]
 RejectSink = Callable[[InvalidEventError], Awaitable[None]]
+# Told of every page once its cursor is saved (metrics, progress logs).
+PageHook = Callable[["Source", "Page"], None]
+# Told of every pass that failed (metrics); the error is already logged.
+FailureHook = Callable[["Source", Exception], None]
 
 
 class SourceError(ServiceError):
@@ -70,6 +74,7 @@ async def run_source(
     *,
     on_rejected: RejectSink | None = None,
     stats: RunStats | None = None,
+    on_page: PageHook | None = None,
 ) -> RunStats:
     """One pass over `source` from its checkpoint: each page is handed to `sink` (which must
     return only once the events are durable), then its cursor is saved."""
@@ -85,6 +90,8 @@ async def run_source(
         stats.events += len(page.events)
         stats.rejected += len(page.rejected)
         stats.last_success = datetime.now(UTC)
+        if on_page is not None:
+            on_page(source, page)
     return stats
 
 
@@ -95,15 +102,21 @@ async def poll_forever(
     *,
     interval: float,
     on_rejected: RejectSink | None = None,
+    on_page: PageHook | None = None,
+    on_failure: FailureHook | None = None,
 ) -> None:
     """`run_source` every `interval` seconds; a failed pass is logged and retried next time
     (its checkpoint is where the last good page left it)."""
     stats = RunStats()
     while True:
         try:
-            await run_source(source, sink, checkpoints, on_rejected=on_rejected, stats=stats)
+            await run_source(
+                source, sink, checkpoints, on_rejected=on_rejected, stats=stats, on_page=on_page
+            )
         except ServiceError as exc:
             log.error("%s: pass failed, retrying in %.0fs: %s", source.name, interval, exc)
+            if on_failure is not None:
+                on_failure(source, exc)
         await asyncio.sleep(interval)
 
 

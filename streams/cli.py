@@ -170,6 +170,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--no-console", action="store_true", help="do not print alerts on stdout")
     worker.set_defaults(run=_worker)
 
+    _connect_parser(commands)
+
     silence = commands.add_parser(
         "silence",
         help="add, list and expire silences, acknowledge alerts (kpiwatch silence add --help)",
@@ -409,6 +411,62 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.worker import run_worker
 
     return run_worker(_settings(args), console=not args.no_console)
+
+
+def _connect_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from streams.sources import SOURCES
+
+    names = ", ".join(f"{name} (section {kind.key}:)" for name, kind in SOURCES.items())
+    connect = commands.add_parser(
+        "connect",
+        help="run a marketplace connector: poll its API / receive its pushes, produce to Kafka",
+        description="Run SOURCE as the section of FILE for it describes, until stopped "
+        "(Ctrl-C or SIGTERM). Polled cursors are saved in Redis (KPIWATCH_REDIS_URL) only "
+        "after Kafka acknowledged the page, so a restart resumes without losing data; "
+        "secrets come from the environment or files named in FILE. Sources: "
+        f"{names}. Example configs: deploy/kpiwatch/connect.example.yaml.",
+    )
+    connect.add_argument("source", choices=sorted(SOURCES), metavar="SOURCE")
+    connect.add_argument("--config", type=Path, required=True, metavar="FILE")
+    connect.add_argument(
+        "--once",
+        action="store_true",
+        help="one pass over every polled source, then exit (1 if a pass failed); for cron",
+    )
+    connect.add_argument(
+        "--listen",
+        default="127.0.0.1:8081",
+        metavar="HOST:PORT",
+        help="where webhook/push receivers listen (default 127.0.0.1:8081)",
+    )
+    connect.add_argument(
+        "--metrics",
+        default="127.0.0.1:9108",
+        metavar="HOST:PORT",
+        help="Prometheus metrics address (default 127.0.0.1:9108; port 0: none)",
+    )
+    connect.add_argument("--redis", metavar="URL", help="Redis for cursors (KPIWATCH_REDIS_URL)")
+    _kafka_args(connect)
+    connect.set_defaults(run=_connect)
+
+
+def _address(value: str, option: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise KpiwatchError(f"{option}: expected HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+def _connect(args: argparse.Namespace) -> int:
+    from streams.connect import Options, connect
+
+    listen = _address(args.listen, "--listen")
+    metrics = _address(args.metrics, "--metrics")
+    options = Options(args.once, *listen, *metrics)
+    settings = _settings(args)
+    if args.redis:
+        settings = settings.model_copy(update={"redis_url": args.redis})
+    return asyncio.run(connect(args.source, args.config, settings, options))
 
 
 def _rules_check(args: argparse.Namespace) -> int:

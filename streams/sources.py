@@ -1,0 +1,205 @@
+"""The sources `kpiwatch connect SOURCE` can run, and the config file section each one reads.
+
+A connector config file is YAML with one section per source (`amazon_sp:`, `shopee:`, ...), so
+one file can describe every feed of a seller while each feed runs in its own process. Secrets
+are never written in the file: a secret names where it lives, `{env: NAME}` or `{file: PATH}`
+(the sinks file's `SecretSource`), and is read once at load time.
+
+Each entry here turns a validated section into Sources (polled, checkpointed) and receivers
+(HTTP endpoints the platform pushes to); `streams.connect` runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol
+
+import httpx
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
+
+from connectors.amazon_sp import (
+    LWA_TOKEN_URL,
+    AmazonInventorySource,
+    AmazonOrdersSource,
+    LwaTokens,
+    SpApi,
+    SpStore,
+)
+from connectors.base import EventSink, RejectSink, Source
+from connectors.checkpoint import CheckpointStore
+from connectors.shopee import ShopeeApi, ShopeeOrdersSource, ShopeeShop
+from connectors.shopify import ShopifyConfig, ShopifyShop, ShopifyWebhooks
+from sinks.config import Seconds, SecretSource
+
+
+class Receiver(Protocol):
+    """An HTTP endpoint a platform pushes to (webhooks, push notifications)."""
+
+    def app(self) -> web.Application: ...
+
+
+@dataclass
+class Context:
+    """What a source is built with: the shared HTTP client, where cursors (and rotated
+    refresh tokens) are kept, and where events and rejected records go (`push_sink` for
+    receivers: it also records each store's last successful hand-off)."""
+
+    client: httpx.AsyncClient
+    checkpoints: CheckpointStore
+    sink: EventSink
+    on_rejected: RejectSink
+    push_sink: EventSink
+
+
+@dataclass
+class Built:
+    sources: list[Source] = field(default_factory=list)
+    receivers: list[Receiver] = field(default_factory=list)
+
+
+class Section(BaseModel):
+    """What every section has: how often its sources are polled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    poll_interval: Seconds = 300.0
+
+
+def secrets_of(
+    model: Any, where: tuple[int | str, ...] = ()
+) -> Iterator[tuple[tuple[int | str, ...], SecretSource]]:
+    """Every SecretSource in a validated section, with its place in the file."""
+    if isinstance(model, SecretSource):
+        yield where, model
+    elif isinstance(model, BaseModel):
+        for name in type(model).model_fields:
+            yield from secrets_of(getattr(model, name), (*where, name))
+    elif isinstance(model, list | tuple):
+        for index, item in enumerate(model):
+            yield from secrets_of(item, (*where, index))
+    elif isinstance(model, dict):
+        for key, item in model.items():
+            yield from secrets_of(item, (*where, str(key)))
+
+
+async def rotating_token(
+    context: Context, name: str, configured: SecretSource
+) -> tuple[SecretStr, Callable[[SecretStr], Awaitable[None]]]:
+    """A refresh token that the platform replaces on every refresh (Shopee, TikTok Shop): the
+    newest one is kept next to the cursors (the configured one only seeds the first run), and
+    the callback stores each new one."""
+    key = f"refresh-token:{name}"
+    stored = await context.checkpoints.load(key)
+
+    async def keep(token: SecretStr) -> None:
+        await context.checkpoints.save(key, token.get_secret_value())
+
+    return (SecretStr(stored) if stored else configured.get()), keep
+
+
+# --- Amazon SP-API -------------------------------------------------------------------------
+
+
+class SpStoreSection(SpStore):
+    refresh_token: SecretSource
+
+
+class AmazonSpSection(Section):
+    client_id: str = Field(min_length=1)
+    client_secret: SecretSource
+    endpoint: str = "https://sellingpartnerapi-na.amazon.com"
+    token_url: str = LWA_TOKEN_URL
+    start: AwareDatetime
+    feeds: list[Literal["orders", "inventory"]] = Field(
+        default=["orders", "inventory"], min_length=1
+    )
+    stores: list[SpStoreSection] = Field(min_length=1)
+
+
+async def build_amazon_sp(section: AmazonSpSection, context: Context) -> Built:
+    built = Built()
+    for entry in section.stores:
+        tokens = LwaTokens(
+            context.client,
+            section.client_id,
+            section.client_secret.get(),
+            entry.refresh_token.get(),
+            url=section.token_url,
+        )
+        api = SpApi(context.client, tokens, endpoint=section.endpoint)
+        store = SpStore(**entry.model_dump(include=set(SpStore.model_fields)))
+        if "orders" in section.feeds:
+            built.sources.append(AmazonOrdersSource(api, store, section.start))
+        if "inventory" in section.feeds:
+            built.sources.append(AmazonInventorySource(api, store, section.start))
+    return built
+
+
+# --- Shopee Open Platform v2 --------------------------------------------------------------
+
+
+class ShopeeShopSection(ShopeeShop):
+    refresh_token: SecretSource
+
+
+class ShopeeSection(Section):
+    partner_id: int
+    partner_key: SecretSource
+    host: str = "https://partner.shopeemobile.com"
+    start: AwareDatetime
+    shops: list[ShopeeShopSection] = Field(min_length=1)
+
+
+async def build_shopee(section: ShopeeSection, context: Context) -> Built:
+    built = Built()
+    for entry in section.shops:
+        shop = ShopeeShop(**entry.model_dump(include=set(ShopeeShop.model_fields)))
+        token, keep = await rotating_token(context, f"shopee:{shop.store_id}", entry.refresh_token)
+        api = ShopeeApi(
+            context.client,
+            section.partner_id,
+            section.partner_key.get(),
+            shop,
+            token,
+            host=section.host,
+            on_refresh_token=keep,
+        )
+        built.sources.append(ShopeeOrdersSource(api, section.start))
+    return built
+
+
+# --- Shopify webhooks ---------------------------------------------------------------------
+
+
+class ShopifySection(Section):
+    secret: SecretSource
+    path: str = "/webhooks/shopify"
+    # Keyed by X-Shopify-Shop-Domain (`example.myshopify.com`).
+    shops: dict[str, ShopifyShop] = Field(min_length=1)
+
+
+async def build_shopify(section: ShopifySection, context: Context) -> Built:
+    config = ShopifyConfig(secret=section.secret.get(), shops=section.shops)
+    webhooks = ShopifyWebhooks(
+        config, context.push_sink, on_rejected=context.on_rejected, path=section.path
+    )
+    return Built(receivers=[webhooks])
+
+
+# --- The registry -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    key: str  # the section's key in the file
+    model: type[Section]
+    build: Callable[[Any, Context], Awaitable[Built]]
+
+
+SOURCES: Final[dict[str, SourceKind]] = {
+    "amazon-sp": SourceKind("amazon_sp", AmazonSpSection, build_amazon_sp),
+    "shopee": SourceKind("shopee", ShopeeSection, build_shopee),
+    "shopify": SourceKind("shopify", ShopifySection, build_shopify),
+}

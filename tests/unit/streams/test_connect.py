@@ -1,0 +1,169 @@
+"""The connector config file: sections validated strictly, secrets read from env or files,
+every problem reported at once with its line; metrics and rotating tokens of `kpiwatch connect`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from connectors.amazon_sp import AmazonInventorySource, AmazonOrdersSource
+from connectors.base import Page
+from connectors.checkpoint import MemoryCheckpoints
+from connectors.shopify import ShopifyWebhooks
+from rules.errors import ConfigError
+from sinks.config import SecretSource
+from streams.connect import ConnectorMetrics, load_section, store_of
+from streams.sources import AmazonSpSection, Context, rotating_token, secrets_of
+
+EXAMPLE = Path(__file__).parents[3] / "deploy" / "kpiwatch" / "connect.example.yaml"
+ENVIRON = {
+    "KPIWATCH_LWA_CLIENT_SECRET": "lwa-secret",
+    "KPIWATCH_SP_REFRESH_TOKEN_US01": "Atzr|refresh",
+    "KPIWATCH_SHOPEE_REFRESH_TOKEN_MY01": "shopee-refresh",
+    "KPIWATCH_SHOPIFY_WEBHOOK_SECRET": "shpss_secret",
+}
+
+
+def problems(path: Path, source: str, environ: dict[str, str]) -> list[tuple[int | None, str]]:
+    with pytest.raises(ConfigError) as caught:
+        load_section(path, source, environ)
+    return [(p.line, p.message) for p in caught.value.problems]
+
+
+def test_the_example_amazon_section_loads_with_its_secrets_read() -> None:
+    _, section = load_section(EXAMPLE, "amazon-sp", ENVIRON)
+    assert isinstance(section, AmazonSpSection)
+    assert section.poll_interval == 120.0
+    assert section.client_secret.get().get_secret_value() == "lwa-secret"
+    assert section.stores[0].refresh_token.get().get_secret_value() == "Atzr|refresh"
+    assert section.stores[0].marketplace == "US"
+
+
+def test_the_example_shopee_section_names_its_missing_secret_file() -> None:
+    assert problems(EXAMPLE, "shopee", ENVIRON) == [
+        (
+            23,
+            "shopee.partner_key: cannot read secret file /run/secrets/shopee_partner_key: "
+            "No such file or directory",
+        )
+    ]
+
+
+def test_secret_files_are_read_and_stripped(tmp_path: Path) -> None:
+    key = tmp_path / "partner_key"
+    key.write_text("shopee-partner-key\n")
+    text = EXAMPLE.read_text().replace("/run/secrets/shopee_partner_key", str(key))
+    config = tmp_path / "connect.yaml"
+    config.write_text(text)
+    _, section = load_section(config, "shopee", ENVIRON)
+    secrets = [s for _, s in secrets_of(section)]
+    assert [s.get().get_secret_value() for s in secrets] == ["shopee-partner-key", "shopee-refresh"]
+
+
+def test_every_problem_of_a_section_at_once_with_lines(tmp_path: Path) -> None:
+    config = tmp_path / "connect.yaml"
+    config.write_text(
+        "amazon_sp:\n"
+        "  client_id: app\n"
+        "  client_secret: {env: NOT_SET}\n"
+        "  start: 2026-11-01T00:00:00\n"
+        "  stores:\n"
+        "    - store_id: us-1\n"
+        "      marketplace_id: ATVPDKIKX0DER\n"
+        "      currency: USD\n"
+        "      refresh_token: Atzr|inline\n"
+        "      region: na\n"
+        "walmart:\n"
+        "  x: 1\n"
+    )
+    found = problems(config, "amazon-sp", {})
+    assert (11, "walmart: not a source section (known: amazon_sp, shopee, shopify)") in found
+    assert any(line == 4 and "timezone" in message for line, message in found)
+    assert (
+        9,
+        "refresh_token: a secret is not written in the file: name where it lives, "
+        "{env: VARIABLE} or {file: /path/to/file}",
+    ) in found
+    assert any(line == 10 and "region" in message for line, message in found)
+
+
+def test_a_missing_environment_variable_is_named_never_a_value(tmp_path: Path) -> None:
+    config = tmp_path / "connect.yaml"
+    config.write_text(EXAMPLE.read_text())
+    environ = {**ENVIRON, "KPIWATCH_LWA_CLIENT_SECRET": ""}
+    assert problems(config, "amazon-sp", environ) == [
+        (
+            10,
+            "amazon_sp.client_secret: environment variable KPIWATCH_LWA_CLIENT_SECRET is not "
+            "set or empty",
+        )
+    ]
+
+
+def test_a_file_without_the_section_or_an_unknown_source(tmp_path: Path) -> None:
+    config = tmp_path / "connect.yaml"
+    config.write_text("shopee:\n  partner_id: 1\n")
+    assert problems(config, "amazon-sp", {}) == [(None, "no 'amazon_sp:' section in the file")]
+    assert problems(config, "ebay", {})[0][1].startswith("unknown source 'ebay' (known: amazon-sp")
+    assert problems(tmp_path / "missing.yaml", "shopee", {}) == [
+        (None, "cannot read: No such file or directory")
+    ]
+
+
+async def _noop(*_: object) -> None:
+    return None
+
+
+async def test_amazon_builds_one_source_per_store_and_feed() -> None:
+    from streams.sources import build_amazon_sp
+
+    _, section = load_section(EXAMPLE, "amazon-sp", ENVIRON)
+    context = Context(None, MemoryCheckpoints(), _noop, _noop, _noop)  # type: ignore[arg-type]
+    built = await build_amazon_sp(section, context)
+    assert [type(s) for s in built.sources] == [AmazonOrdersSource, AmazonInventorySource]
+    assert [s.name for s in built.sources] == [
+        "amazon_sp:orders:amazon-us-01",
+        "amazon_sp:inventory:amazon-us-01",
+    ]
+
+
+async def test_shopify_builds_a_receiver() -> None:
+    from streams.sources import build_shopify
+
+    _, section = load_section(EXAMPLE, "shopify", ENVIRON)
+    context = Context(None, MemoryCheckpoints(), _noop, _noop, _noop)  # type: ignore[arg-type]
+    built = await build_shopify(section, context)
+    assert built.sources == []
+    assert isinstance(built.receivers[0], ShopifyWebhooks)
+
+
+async def test_a_rotated_refresh_token_is_kept_and_preferred_next_time() -> None:
+    checkpoints = MemoryCheckpoints()
+    context = Context(None, checkpoints, _noop, _noop, _noop)  # type: ignore[arg-type]
+    configured = SecretSource.of("first")
+    token, keep = await rotating_token(context, "shopee:my-1", configured)
+    assert token.get_secret_value() == "first"
+    await keep(SecretStr("second"))
+    token, _ = await rotating_token(context, "shopee:my-1", configured)
+    assert token.get_secret_value() == "second"
+
+
+class _Named:
+    name = "amazon_sp:orders:us-1"
+
+    def pages(self, cursor: str | None) -> object:  # pragma: no cover - not iterated
+        raise NotImplementedError
+
+
+def test_metrics_stamp_the_store_of_each_saved_page() -> None:
+    metrics = ConnectorMetrics()
+    metrics.page(_Named(), Page(events=(), cursor="c"))  # type: ignore[arg-type]
+    stamp = metrics.registry.get_sample_value(
+        "kpiwatch_connector_last_success_timestamp_seconds",
+        {"source": "amazon_sp:orders:us-1", "store": "us-1"},
+    )
+    assert stamp is not None
+    assert stamp > 1.7e9
+    assert store_of("shopee:orders:my-1") == "my-1"
