@@ -1,11 +1,15 @@
 """`kpiwatch connect` against a local SP-API server, the real Kafka and the real Redis: killed
 mid-paging and restarted, it resumes at the page after the last checkpoint and the orders topic
 holds every order once; a crash between Kafka's ack and the checkpoint replays one page, whose
-events keep their ids, so the engine still counts each order once."""
+events keep their ids, so the engine still counts each order once. In its long-running mode it
+serves webhooks to Kafka with metrics, dead-letters what it cannot map, and stops on SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from aiohttp import web
 from integration.support import REPO, Services, free_port, read_topic
@@ -237,3 +242,88 @@ async def test_a_page_replayed_after_a_crash_is_counted_once(
     )
     [row] = [json.loads(line) for line in result.stdout.splitlines()]
     assert row["values"]["orders"] == str(ORDERS)  # ... and counted once
+
+
+async def test_connect_serves_shopify_webhooks_to_kafka_with_metrics(
+    services: Services, prefix: str, tmp_path: Path
+) -> None:
+    """The long-running mode: a signed webhook to --listen lands on the orders topic, the
+    metrics show the store's last hand-off, a bad record is dead-lettered, SIGTERM stops it."""
+    from unit.connectors.test_shopify import order
+
+    store_id = f"shopify-{uuid.uuid4().hex[:8]}"
+    config, log = tmp_path / "connect.yaml", tmp_path / "connect.log"
+    config.write_text(
+        "shopify:\n"
+        "  secret: {env: TEST_SHOPIFY_SECRET}\n"
+        "  shops:\n"
+        f"    example.myshopify.com: {{store_id: {store_id}, marketplace: US}}\n"
+    )
+    listen, metrics = free_port(), free_port()
+    env = {**os.environ, "TEST_SHOPIFY_SECRET": "hush", "PYTHONPATH": str(REPO)}
+    command = [
+        *(sys.executable, "-m", "streams.cli", "-v", "connect", "shopify", "--config", str(config)),
+        *("--listen", f"127.0.0.1:{listen}", "--metrics", f"127.0.0.1:{metrics}"),
+        *("--broker", services.kafka_bootstrap, "--topic-prefix", prefix),
+        *("--redis", services.redis_url),
+    ]
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            good = json.dumps(order()).encode()
+            bad = json.dumps(order(currency="XXQ")).encode()
+            url = f"http://127.0.0.1:{listen}/webhooks/shopify"
+            answers = [
+                await post_when_up(client, url, body, webhook_id, process, log)
+                for body, webhook_id in ((good, "w-good"), (bad, "w-bad"), (good, "w-good"))
+            ]
+            assert answers == ["ok", "rejected", "duplicate"]
+            text = (await client.get(f"http://127.0.0.1:{metrics}/metrics")).text
+        assert f'kpiwatch_connector_events_total{{source="shopify",store="{store_id}"}} 1.0' in text
+        assert 'kpiwatch_connector_rejected_total{source="shopify"} 1.0' in text
+        assert (
+            f'kpiwatch_connector_last_success_timestamp_seconds{{source="shopify",store="{store_id}"}}'
+            in text
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    assert code == 0, log.read_text()
+    [event] = await read_topic(
+        services.kafka_bootstrap, prefix + TOPICS["order"], until=lambda r: len(r) >= 1
+    )
+    assert event["store_id"] == store_id
+    [dead] = await read_topic(
+        services.kafka_bootstrap, prefix + "dead-letter", until=lambda r: len(r) >= 1
+    )
+    assert dead["source"] == "shopify orders/create webhook w-bad"
+    assert "XXQ" in dead["reason"]
+
+
+async def post_when_up(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    webhook_id: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+) -> str:
+    digest = hmac.new(b"hush", body, hashlib.sha256).digest()
+    headers = {
+        "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
+        "X-Shopify-Webhook-Id": webhook_id,
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Shop-Domain": "example.myshopify.com",
+    }
+    for _ in range(600):
+        if process.poll() is not None:
+            raise AssertionError(f"kpiwatch connect exited:\n{log.read_text()}")
+        try:
+            response = await client.post(url, content=body, headers=headers)
+        except httpx.ConnectError:
+            await asyncio.sleep(0.1)
+            continue
+        assert response.status_code == 200, response.text
+        return response.text
+    raise TimeoutError("the receiver never came up")
