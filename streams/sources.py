@@ -17,7 +17,15 @@ from typing import Any, Final, Literal, Protocol
 
 import httpx
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 
 from connectors.amazon_sp import (
     LWA_TOKEN_URL,
@@ -31,6 +39,13 @@ from connectors.base import EventSink, RejectSink, Source
 from connectors.checkpoint import CheckpointStore
 from connectors.shopee import ShopeeApi, ShopeeOrdersSource, ShopeeShop
 from connectors.shopify import ShopifyConfig, ShopifyShop, ShopifyWebhooks
+from connectors.tiktok import (
+    TikTokApi,
+    TikTokConfig,
+    TikTokInventorySource,
+    TikTokOrdersSource,
+    TikTokWebhooks,
+)
 from sinks.config import Seconds, SecretSource
 
 
@@ -188,6 +203,67 @@ async def build_shopify(section: ShopifySection, context: Context) -> Built:
     return Built(receivers=[webhooks])
 
 
+# --- TikTok Shop (API 202309) ------------------------------------------------------------
+
+
+def one_token_per_store(
+    tokens: dict[str, SecretSource], info: ValidationInfo
+) -> dict[str, SecretSource]:
+    """A refresh token for every configured shop, and none for a store nobody configured."""
+    stores = {shop.store_id for shop in info.data.get("shops") or []}
+    missing, unknown = sorted(stores - tokens.keys()), sorted(tokens.keys() - stores)
+    if missing:
+        raise ValueError(f"no token for store(s) {', '.join(missing)}")
+    if unknown:
+        raise ValueError(f"no shop has store_id {', '.join(unknown)}")
+    return tokens
+
+
+class TikTokSection(TikTokConfig, Section):
+    app_secret: SecretSource
+    # Keyed by store_id; seeds only: TikTok may rotate them, the newest is kept in Redis.
+    refresh_tokens: dict[str, SecretSource]
+    webhooks: bool = True
+    webhook_path: str = "/webhooks/tiktok"
+    inventory: bool = True
+
+    _tokens = field_validator("refresh_tokens")(one_token_per_store)
+
+
+async def build_tiktok(section: TikTokSection, context: Context) -> Built:
+    built = Built()
+    apis = []
+    for shop in section.shops:
+        seed = section.refresh_tokens[shop.store_id]
+        token, keep = await rotating_token(context, f"tiktok:{shop.store_id}", seed)
+        api = TikTokApi(
+            context.client,
+            section.app_key,
+            section.app_secret.get(),
+            shop,
+            token,
+            api_host=section.api_host,
+            auth_host=section.auth_host,
+            on_refresh_token=keep,
+        )
+        apis.append(api)
+        built.sources.append(TikTokOrdersSource(api, section.start))
+        if section.inventory and shop.product_ids:
+            built.sources.append(TikTokInventorySource(api))
+    if section.webhooks:
+        built.receivers.append(
+            TikTokWebhooks(
+                section.app_key,
+                section.app_secret.get(),
+                apis,
+                context.push_sink,
+                on_rejected=context.on_rejected,
+                path=section.webhook_path,
+            )
+        )
+    return built
+
+
 # --- The registry -------------------------------------------------------------------------
 
 
@@ -202,4 +278,5 @@ SOURCES: Final[dict[str, SourceKind]] = {
     "amazon-sp": SourceKind("amazon_sp", AmazonSpSection, build_amazon_sp),
     "shopee": SourceKind("shopee", ShopeeSection, build_shopee),
     "shopify": SourceKind("shopify", ShopifySection, build_shopify),
+    "tiktok": SourceKind("tiktok", TikTokSection, build_tiktok),
 }

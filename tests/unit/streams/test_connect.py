@@ -12,6 +12,7 @@ from connectors.amazon_sp import AmazonInventorySource, AmazonOrdersSource
 from connectors.base import Page
 from connectors.checkpoint import MemoryCheckpoints
 from connectors.shopify import ShopifyWebhooks
+from connectors.tiktok import TikTokWebhooks
 from rules.errors import ConfigError
 from sinks.config import SecretSource
 from streams.connect import ConnectorMetrics, load_section, store_of
@@ -23,6 +24,8 @@ ENVIRON = {
     "KPIWATCH_SP_REFRESH_TOKEN_US01": "Atzr|refresh",
     "KPIWATCH_SHOPEE_REFRESH_TOKEN_MY01": "shopee-refresh",
     "KPIWATCH_SHOPIFY_WEBHOOK_SECRET": "shpss_secret",
+    "KPIWATCH_TIKTOK_APP_SECRET": "tts-secret",
+    "KPIWATCH_TIKTOK_REFRESH_TOKEN_US01": "tts-refresh",
 }
 
 
@@ -79,7 +82,10 @@ def test_every_problem_of_a_section_at_once_with_lines(tmp_path: Path) -> None:
         "  x: 1\n"
     )
     found = problems(config, "amazon-sp", {})
-    assert (11, "walmart: not a source section (known: amazon_sp, shopee, shopify)") in found
+    assert (
+        11,
+        "walmart: not a source section (known: amazon_sp, shopee, shopify, tiktok)",
+    ) in found
     assert any(line == 4 and "timezone" in message for line, message in found)
     assert (
         9,
@@ -167,3 +173,28 @@ def test_metrics_stamp_the_store_of_each_saved_page() -> None:
     assert stamp is not None
     assert stamp > 1.7e9
     assert store_of("shopee:orders:my-1") == "my-1"
+
+
+async def test_tiktok_builds_orders_inventory_and_a_webhook_receiver() -> None:
+    from streams.sources import build_tiktok
+
+    _, section = load_section(EXAMPLE, "tiktok", ENVIRON)
+    context = Context(None, MemoryCheckpoints(), _noop, _noop, _noop)  # type: ignore[arg-type]
+    built = await build_tiktok(section, context)
+    assert [s.name for s in built.sources] == [
+        "tiktok:orders:tiktok-us-01",
+        "tiktok:inventory:tiktok-us-01",
+    ]
+    assert [type(r) for r in built.receivers] == [TikTokWebhooks]
+
+
+def test_tiktok_needs_a_refresh_token_per_shop(tmp_path: Path) -> None:
+    config = tmp_path / "connect.yaml"
+    text = EXAMPLE.read_text().replace(
+        "    tiktok-us-01: {env: KPIWATCH_TIKTOK_REFRESH_TOKEN_US01}",
+        "    tiktok-jp-01: {env: KPIWATCH_TIKTOK_REFRESH_TOKEN_US01}",
+    )
+    config.write_text(text)
+    [(line, message)] = problems(config, "tiktok", ENVIRON)
+    assert line == 52
+    assert message == ("tiktok: refresh_tokens: no token for store(s) tiktok-us-01")
