@@ -27,6 +27,8 @@ from pydantic import (
     field_validator,
 )
 
+from connectors.amazon_ads import AdsApi, AdsReportSource, AmazonAdsConfig
+from connectors.amazon_ads_stream import FirehoseReceiver, MarketingStream
 from connectors.amazon_sp import (
     LWA_TOKEN_URL,
     AmazonInventorySource,
@@ -149,6 +151,57 @@ async def build_amazon_sp(section: AmazonSpSection, context: Context) -> Built:
             built.sources.append(AmazonOrdersSource(api, store, section.start))
         if "inventory" in section.feeds:
             built.sources.append(AmazonInventorySource(api, store, section.start))
+    return built
+
+
+# --- Amazon Ads ---------------------------------------------------------------------------
+
+
+class AmazonAdsSection(AmazonAdsConfig, Section):
+    # Amazon advises requesting reports once or twice a day.
+    poll_interval: Seconds = 12 * 3600.0
+    client_secret: SecretSource
+    refresh_token: SecretSource
+    # Needed when a profile's mode is `stream` (Marketing Stream through Amazon Data Firehose).
+    firehose_access_key: SecretSource | None = Field(default=None, validate_default=True)
+
+    @field_validator("firehose_access_key")
+    @classmethod
+    def _firehose_key(cls, key: SecretSource | None, info: ValidationInfo) -> SecretSource | None:
+        streamed = [p.store_id for p in info.data.get("profiles") or [] if p.mode == "stream"]
+        if streamed and key is None:
+            raise ValueError(
+                f"profile(s) {', '.join(streamed)} use mode stream, which arrives through "
+                "Firehose: say where its access key lives"
+            )
+        return key
+
+
+async def build_amazon_ads(section: AmazonAdsSection, context: Context) -> Built:
+    tokens = LwaTokens(
+        context.client,
+        section.client_id,
+        section.client_secret.get(),
+        section.refresh_token.get(),
+        url=section.token_url,
+    )
+    api = AdsApi(context.client, tokens, section.client_id, section.endpoint)
+    built = Built()
+    for profile in section.profiles:
+        if profile.mode == "reports":
+            built.sources.append(
+                AdsReportSource(api, profile, section.start, section.lookback_days)
+            )
+    if section.firehose_access_key is not None:
+        stream = MarketingStream(section, context.checkpoints, on_rejected=context.on_rejected)
+        built.receivers.append(
+            FirehoseReceiver(
+                stream,
+                section.firehose_access_key.get(),
+                context.push_sink,
+                on_rejected=context.on_rejected,
+            )
+        )
     return built
 
 
@@ -276,6 +329,7 @@ class SourceKind:
 
 SOURCES: Final[dict[str, SourceKind]] = {
     "amazon-sp": SourceKind("amazon_sp", AmazonSpSection, build_amazon_sp),
+    "amazon-ads": SourceKind("amazon_ads", AmazonAdsSection, build_amazon_ads),
     "shopee": SourceKind("shopee", ShopeeSection, build_shopee),
     "shopify": SourceKind("shopify", ShopifySection, build_shopify),
     "tiktok": SourceKind("tiktok", TikTokSection, build_tiktok),

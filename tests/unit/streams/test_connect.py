@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from connectors.amazon_ads_stream import FirehoseReceiver
 from connectors.amazon_sp import AmazonInventorySource, AmazonOrdersSource
 from connectors.base import Page
 from connectors.checkpoint import MemoryCheckpoints
@@ -25,8 +26,16 @@ ENVIRON = {
     "KPIWATCH_SHOPEE_REFRESH_TOKEN_MY01": "shopee-refresh",
     "KPIWATCH_SHOPIFY_WEBHOOK_SECRET": "shpss_secret",
     "KPIWATCH_TIKTOK_APP_SECRET": "tts-secret",
+    "KPIWATCH_ADS_REFRESH_TOKEN": "Atzr|ads",
+    "KPIWATCH_FIREHOSE_ACCESS_KEY": "firehose-key",
     "KPIWATCH_TIKTOK_REFRESH_TOKEN_US01": "tts-refresh",
 }
+
+
+def line_in(path: Path, needle: str) -> int:
+    """The 1-based line of the first line of `path` containing `needle`."""
+    lines = path.read_text().splitlines()
+    return next(n for n, line in enumerate(lines, start=1) if needle in line)
 
 
 def problems(path: Path, source: str, environ: dict[str, str]) -> list[tuple[int | None, str]]:
@@ -47,7 +56,7 @@ def test_the_example_amazon_section_loads_with_its_secrets_read() -> None:
 def test_the_example_shopee_section_names_its_missing_secret_file() -> None:
     assert problems(EXAMPLE, "shopee", ENVIRON) == [
         (
-            23,
+            line_in(EXAMPLE, "/run/secrets/shopee_partner_key"),
             "shopee.partner_key: cannot read secret file /run/secrets/shopee_partner_key: "
             "No such file or directory",
         )
@@ -84,7 +93,7 @@ def test_every_problem_of_a_section_at_once_with_lines(tmp_path: Path) -> None:
     found = problems(config, "amazon-sp", {})
     assert (
         11,
-        "walmart: not a source section (known: amazon_sp, shopee, shopify, tiktok)",
+        "walmart: not a source section (known: amazon_ads, amazon_sp, shopee, shopify, tiktok)",
     ) in found
     assert any(line == 4 and "timezone" in message for line, message in found)
     assert (
@@ -112,7 +121,7 @@ def test_a_file_without_the_section_or_an_unknown_source(tmp_path: Path) -> None
     config = tmp_path / "connect.yaml"
     config.write_text("shopee:\n  partner_id: 1\n")
     assert problems(config, "amazon-sp", {}) == [(None, "no 'amazon_sp:' section in the file")]
-    assert problems(config, "ebay", {})[0][1].startswith("unknown source 'ebay' (known: amazon-sp")
+    assert problems(config, "ebay", {})[0][1].startswith("unknown source 'ebay' (known: amazon-ads")
     assert problems(tmp_path / "missing.yaml", "shopee", {}) == [
         (None, "cannot read: No such file or directory")
     ]
@@ -196,5 +205,30 @@ def test_tiktok_needs_a_refresh_token_per_shop(tmp_path: Path) -> None:
     )
     config.write_text(text)
     [(line, message)] = problems(config, "tiktok", ENVIRON)
-    assert line == 52
-    assert message == ("tiktok: refresh_tokens: no token for store(s) tiktok-us-01")
+    assert line == line_in(config, "  refresh_tokens:")
+    assert message == ("refresh_tokens: no token for store(s) tiktok-us-01")
+
+
+async def test_amazon_ads_reads_reports_for_one_profile_and_the_stream_for_the_other() -> None:
+    from streams.sources import build_amazon_ads
+
+    _, section = load_section(EXAMPLE, "amazon-ads", ENVIRON)
+    context = Context(None, MemoryCheckpoints(), _noop, _noop, _noop)  # type: ignore[arg-type]
+    built = await build_amazon_ads(section, context)
+    assert [s.name for s in built.sources] == ["amazon_ads:reports:amazon-us-01"]
+    assert [type(r) for r in built.receivers] == [FirehoseReceiver]
+    assert section.poll_interval == 12 * 3600
+
+
+def test_amazon_ads_stream_profiles_need_the_firehose_key(tmp_path: Path) -> None:
+    config = tmp_path / "connect.yaml"
+    text = EXAMPLE.read_text().replace(
+        "  firehose_access_key: {env: KPIWATCH_FIREHOSE_ACCESS_KEY}\n", ""
+    )
+    config.write_text(text)
+    [(line, message)] = problems(config, "amazon-ads", ENVIRON)
+    assert line == line_in(config, "amazon_ads:")  # the key is missing: its section
+    assert message == (
+        "firehose_access_key: profile(s) amazon-jp-01 use mode stream, which arrives through "
+        "Firehose: say where its access key lives"
+    )
