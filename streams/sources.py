@@ -39,7 +39,13 @@ from connectors.amazon_sp import (
 )
 from connectors.base import EventSink, RejectSink, Source
 from connectors.checkpoint import CheckpointStore
-from connectors.shopee import ShopeeApi, ShopeeOrdersSource, ShopeeShop
+from connectors.shopee import (
+    ShopeeApi,
+    ShopeeConfig,
+    ShopeeOrdersSource,
+    ShopeePush,
+    ShopeeStockSource,
+)
 from connectors.shopify import ShopifyConfig, ShopifyShop, ShopifyWebhooks
 from connectors.tiktok import (
     TikTokApi,
@@ -114,6 +120,19 @@ async def rotating_token(
         await context.checkpoints.save(key, token.get_secret_value())
 
     return (SecretStr(stored) if stored else configured.get()), keep
+
+
+def one_token_per_store(
+    tokens: dict[str, SecretSource], info: ValidationInfo
+) -> dict[str, SecretSource]:
+    """A refresh token for every configured shop, and none for a store nobody configured."""
+    stores = {shop.store_id for shop in info.data.get("shops") or []}
+    missing, unknown = sorted(stores - tokens.keys()), sorted(tokens.keys() - stores)
+    if missing:
+        raise ValueError(f"no token for store(s) {', '.join(missing)}")
+    if unknown:
+        raise ValueError(f"no shop has store_id {', '.join(unknown)}")
+    return tokens
 
 
 # --- Amazon SP-API -------------------------------------------------------------------------
@@ -208,23 +227,23 @@ async def build_amazon_ads(section: AmazonAdsSection, context: Context) -> Built
 # --- Shopee Open Platform v2 --------------------------------------------------------------
 
 
-class ShopeeShopSection(ShopeeShop):
-    refresh_token: SecretSource
-
-
-class ShopeeSection(Section):
-    partner_id: int
+class ShopeeSection(ShopeeConfig, Section):
     partner_key: SecretSource
-    host: str = "https://partner.shopeemobile.com"
-    start: AwareDatetime
-    shops: list[ShopeeShopSection] = Field(min_length=1)
+    # Keyed by store_id; seeds only: Shopee rotates them on every refresh, the newest is kept
+    # in Redis.
+    refresh_tokens: dict[str, SecretSource]
+
+    _tokens = field_validator("refresh_tokens")(one_token_per_store)
 
 
 async def build_shopee(section: ShopeeSection, context: Context) -> Built:
+    """One ShopeeApi per shop, shared by its orders feed, its stock feed and the push receiver
+    (one refresh at a time: a rotated token is spent once)."""
     built = Built()
-    for entry in section.shops:
-        shop = ShopeeShop(**entry.model_dump(include=set(ShopeeShop.model_fields)))
-        token, keep = await rotating_token(context, f"shopee:{shop.store_id}", entry.refresh_token)
+    apis = []
+    for shop in section.shops:
+        seed = section.refresh_tokens[shop.store_id]
+        token, keep = await rotating_token(context, f"shopee:{shop.store_id}", seed)
         api = ShopeeApi(
             context.client,
             section.partner_id,
@@ -234,7 +253,20 @@ async def build_shopee(section: ShopeeSection, context: Context) -> Built:
             host=section.host,
             on_refresh_token=keep,
         )
+        apis.append(api)
         built.sources.append(ShopeeOrdersSource(api, section.start))
+        if section.stock:
+            built.sources.append(ShopeeStockSource(api))
+    if section.callback_url is not None:
+        # Shopee signs pushes with the partner key.
+        push = ShopeePush.from_config(
+            section,
+            section.partner_key.get(),
+            apis,
+            context.push_sink,
+            on_rejected=context.on_rejected,
+        )
+        built.receivers.append(push)
     return built
 
 
@@ -257,19 +289,6 @@ async def build_shopify(section: ShopifySection, context: Context) -> Built:
 
 
 # --- TikTok Shop (API 202309) ------------------------------------------------------------
-
-
-def one_token_per_store(
-    tokens: dict[str, SecretSource], info: ValidationInfo
-) -> dict[str, SecretSource]:
-    """A refresh token for every configured shop, and none for a store nobody configured."""
-    stores = {shop.store_id for shop in info.data.get("shops") or []}
-    missing, unknown = sorted(stores - tokens.keys()), sorted(tokens.keys() - stores)
-    if missing:
-        raise ValueError(f"no token for store(s) {', '.join(missing)}")
-    if unknown:
-        raise ValueError(f"no shop has store_id {', '.join(unknown)}")
-    return tokens
 
 
 class TikTokSection(TikTokConfig, Section):

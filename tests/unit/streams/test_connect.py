@@ -12,6 +12,7 @@ from connectors.amazon_ads_stream import FirehoseReceiver
 from connectors.amazon_sp import AmazonInventorySource, AmazonOrdersSource
 from connectors.base import Page
 from connectors.checkpoint import MemoryCheckpoints
+from connectors.shopee import ShopeePush
 from connectors.shopify import ShopifyWebhooks
 from connectors.tiktok import TikTokWebhooks
 from rules.errors import ConfigError
@@ -205,7 +206,7 @@ def test_tiktok_needs_a_refresh_token_per_shop(tmp_path: Path) -> None:
     )
     config.write_text(text)
     [(line, message)] = problems(config, "tiktok", ENVIRON)
-    assert line == line_in(config, "  refresh_tokens:")
+    assert line == line_in(config, "tiktok-jp-01") - 1  # its refresh_tokens: key
     assert message == ("refresh_tokens: no token for store(s) tiktok-us-01")
 
 
@@ -232,3 +233,20 @@ def test_amazon_ads_stream_profiles_need_the_firehose_key(tmp_path: Path) -> Non
         "firehose_access_key: profile(s) amazon-jp-01 use mode stream, which arrives through "
         "Firehose: say where its access key lives"
     )
+
+
+async def test_shopee_builds_orders_stock_and_a_push_receiver(tmp_path: Path) -> None:
+    from streams.sources import build_shopee
+
+    key = tmp_path / "partner_key"
+    key.write_text("shopee-partner-key\n")
+    config = tmp_path / "connect.yaml"
+    config.write_text(EXAMPLE.read_text().replace("/run/secrets/shopee_partner_key", str(key)))
+    _, section = load_section(config, "shopee", ENVIRON)
+    context = Context(None, MemoryCheckpoints(), _noop, _noop, _noop)  # type: ignore[arg-type]
+    built = await build_shopee(section, context)
+    assert [s.name for s in built.sources] == [
+        "shopee:orders:shopee-my-01",
+        "shopee:stock:shopee-my-01",
+    ]
+    assert [type(r) for r in built.receivers] == [ShopeePush]
