@@ -34,7 +34,6 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -46,6 +45,7 @@ from pydantic import SecretStr, ValidationError
 from connectors.amazon_ads import AdsProfile, AmazonAdsConfig, Figures, ad_event
 from connectors.base import EventSink, RejectSink
 from connectors.checkpoint import CheckpointStore
+from connectors.push import hand_off
 from rules.errors import InvalidEventError
 from streams.events import AdSpendEvent, Event, describe
 
@@ -304,7 +304,7 @@ class FirehoseReceiver:
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
             return _answer(400, request_id, "body is not a Firehose request")
         events = await self._events(records, request_id)
-        if not await self._hand_off(events, request_id):
+        if not await hand_off(self._sink, events, self._timeout, f"firehose {request_id}"):
             return _answer(503, request_id, "could not hand the events off; retry")
         return _answer(200, request_id)
 
@@ -323,16 +323,6 @@ class FirehoseReceiver:
             for event in await self._stream.handle(data, source):
                 latest[(event.campaign_id, event.interval_start)] = event
         return list(latest.values())
-
-    async def _hand_off(self, events: Sequence[Event], request_id: str) -> bool:
-        if not events:
-            return True
-        try:
-            await asyncio.wait_for(self._sink(events), self._timeout)
-        except Exception as exc:  # any failure means: let Firehose retry
-            log.error("firehose %s: hand-off failed (%s)", request_id, type(exc).__name__)
-            return False
-        return True
 
 
 def _answer(status: int, request_id: str, error: str | None = None) -> web.Response:

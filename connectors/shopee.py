@@ -54,7 +54,6 @@ import hmac
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -75,6 +74,7 @@ from pydantic import (
 
 from connectors.api import Throttle, read_json
 from connectors.base import EventSink, Page, RejectSink, SourceError
+from connectors.push import Recent, reject
 from rules.errors import InvalidEventError
 from streams.events import InventoryEvent, OrderEvent, OrderStatus, describe
 
@@ -644,22 +644,6 @@ def _count(value: Any) -> int:
 # --- Push Mechanism -----------------------------------------------------------------------
 
 
-class _Recent:
-    """The last `size` keys handed off (Shopee retries a push for about 3.5 hours)."""
-
-    def __init__(self, size: int) -> None:
-        self._keys: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._keys
-
-    def add(self, key: str) -> None:
-        self._keys[key] = None
-        while len(self._keys) > self._size:
-            self._keys.popitem(last=False)
-
-
 class ShopeePush:
     """The push endpoint: POST `path`. An order status push (code 3) is turned into the
     order's current state by get_order_detail through the shop's ShopeeApi and handed to the
@@ -686,7 +670,7 @@ class ShopeePush:
         self._url, self._key = callback_url, push_key
         self._apis = {api.shop.shop_id: api for api in apis}
         self._sink, self._on_rejected, self._timeout = sink, on_rejected, timeout
-        self._seen = _Recent(remember)
+        self._seen = Recent(remember)
         self._in_flight: set[str] = set()
         self.path = path or httpx.URL(callback_url).path or "/"
         self.duplicates = self.ignored = self.unknown_shops = 0
@@ -724,7 +708,7 @@ class ShopeePush:
         try:
             push = _parse_push(body)
         except InvalidEventError as exc:
-            await self._reject(exc)
+            await reject(self._on_rejected, exc)
             return _ok()
         if push.get("code") != ORDER_STATUS_PUSH:
             self.ignored += 1
@@ -737,7 +721,10 @@ class ShopeePush:
             data = {}
         order_sn = data.get("ordersn")
         if not isinstance(order_sn, str) or not isinstance(shop_id, int):
-            await self._reject(InvalidEventError("shopee push", "code 3 without ordersn/shop_id"))
+            await reject(
+                self._on_rejected,
+                InvalidEventError("shopee push", "code 3 without ordersn/shop_id"),
+            )
             return _ok()
         # Shopee gives a push no id: the change itself (order, status, time) is the key.
         key = f"{shop_id}:{order_sn}:{data.get('status')}:{data.get('update_time')}"
@@ -773,14 +760,8 @@ class ShopeePush:
             log.error("%s order %s: hand-off failed (%s); answering 503", where, order_sn, reason)
             return False
         for error in rejected:
-            await self._reject(error)
+            await reject(self._on_rejected, error)
         return True
-
-    async def _reject(self, error: InvalidEventError) -> None:
-        if self._on_rejected is not None:
-            await self._on_rejected(error)
-        else:
-            log.warning("rejected %s: %s", error.source, error.reason)
 
 
 def _ok() -> web.Response:

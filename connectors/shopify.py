@@ -10,14 +10,11 @@ keeps an event from being lost.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import logging
-from collections import OrderedDict
-from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -25,6 +22,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from connectors.base import EventSink, RejectSink
+from connectors.push import Recent, hand_off, reject
 from rules.errors import InvalidEventError
 from streams.events import Event, InventoryEvent, OrderEvent, OrderStatus, describe
 
@@ -158,22 +156,6 @@ def events_for(topic: str, payload: Any, shop: ShopifyShop, source: str) -> list
     return []
 
 
-class _Seen:
-    """The last `size` webhook ids handed off (Shopify retries within 4 hours)."""
-
-    def __init__(self, size: int) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-
-    def __contains__(self, webhook_id: str) -> bool:
-        return webhook_id in self._ids
-
-    def add(self, webhook_id: str) -> None:
-        self._ids[webhook_id] = None
-        while len(self._ids) > self._size:
-            self._ids.popitem(last=False)
-
-
 class ShopifyWebhooks:
     """The endpoint: POST `path`, one handler for every topic (X-Shopify-Topic)."""
 
@@ -189,7 +171,7 @@ class ShopifyWebhooks:
     ) -> None:
         self._config, self._sink, self._on_rejected = config, sink, on_rejected
         self._timeout = handoff_timeout
-        self._seen = _Seen(remember)
+        self._seen = Recent(remember)
         self._in_flight: set[str] = set()
         self.path = path
         self.duplicates = 0
@@ -230,29 +212,13 @@ class ShopifyWebhooks:
             events = events_for(topic, _parse(body, source), shop, source)
         except InvalidEventError as exc:
             # Retrying the same bytes cannot help: record it and let Shopify stop.
-            await self._reject(exc)
+            await reject(self._on_rejected, exc)
             return web.Response(status=200, text="rejected")
-        if not await self._hand_off(events, source):
+        if not await hand_off(self._sink, events, self._timeout, source):
             return web.Response(status=503, text="try again")
         if webhook_id:
             self._seen.add(webhook_id)
         return web.Response(status=200, text="ok")
-
-    async def _hand_off(self, events: Sequence[Event], source: str) -> bool:
-        if not events:
-            return True
-        try:
-            await asyncio.wait_for(self._sink(events), self._timeout)
-        except Exception as exc:  # any failure means: let Shopify retry
-            log.error("%s: hand-off failed (%s); answering 503", source, type(exc).__name__)
-            return False
-        return True
-
-    async def _reject(self, error: InvalidEventError) -> None:
-        if self._on_rejected is not None:
-            await self._on_rejected(error)
-        else:
-            log.warning("rejected %s: %s", error.source, error.reason)
 
 
 def _parse(body: bytes, source: str) -> Any:

@@ -55,7 +55,7 @@ import hmac
 import json
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -68,6 +68,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, Val
 
 from connectors.api import Throttle, read_json
 from connectors.base import EventSink, Page, RejectSink, SourceError
+from connectors.push import Recent, reject
 from rules.errors import InvalidEventError
 from streams.events import Event, InventoryEvent, OrderEvent, OrderStatus, describe
 
@@ -531,22 +532,6 @@ def _inventory_fields(
 # --- webhooks -------------------------------------------------------------------------------
 
 
-class _Seen:
-    """The last `size` notification ids handed off (TikTok retries a failed delivery)."""
-
-    def __init__(self, size: int) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-
-    def __contains__(self, notification_id: str) -> bool:
-        return notification_id in self._ids
-
-    def add(self, notification_id: str) -> None:
-        self._ids[notification_id] = None
-        while len(self._ids) > self._size:
-            self._ids.popitem(last=False)
-
-
 class TikTokWebhooks:
     """POST `path`: verifies Authorization, drops repeated tts_notification_ids, and for an
     ORDER_STATUS_CHANGE fetches the order (the push names only its id and status) and hands
@@ -569,7 +554,7 @@ class TikTokWebhooks:
         self._apis = {api.shop.shop_id: api for api in apis}
         self._sink, self._on_rejected = sink, on_rejected
         self._timeout = timeout
-        self._seen = _Seen(remember)
+        self._seen = Recent(remember)
         self._in_flight: set[str] = set()
         self.path = path
         self.duplicates = 0
@@ -588,7 +573,7 @@ class TikTokWebhooks:
         try:
             notice = _notification(body)
         except InvalidEventError as exc:
-            await self._reject(exc)
+            await reject(self._on_rejected, exc)
             return web.Response(status=200)
         key = str(notice.get("tts_notification_id") or "")
         if key and (key in self._seen or key in self._in_flight):
@@ -617,7 +602,7 @@ class TikTokWebhooks:
         try:
             await asyncio.wait_for(self._fetch_and_hand_off(api, notice, source), self._timeout)
         except InvalidEventError as exc:
-            await self._reject(exc)  # fetching the same order again cannot fix it
+            await reject(self._on_rejected, exc)  # fetching the same order again cannot fix it
             return True
         except Exception as exc:  # any other failure means: let TikTok deliver again
             log.error(
@@ -638,12 +623,6 @@ class TikTokWebhooks:
             raise SourceError(source, f"order {order_id} not found")
         events: list[Event] = [order_event(orders[0], api.shop, f"{source} order")]
         await self._sink(events)
-
-    async def _reject(self, error: InvalidEventError) -> None:
-        if self._on_rejected is not None:
-            await self._on_rejected(error)
-        else:
-            log.warning("rejected %s: %s", error.source, error.reason)
 
 
 def _notification(body: bytes) -> dict[str, Any]:
