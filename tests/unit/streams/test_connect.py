@@ -250,3 +250,17 @@ async def test_shopee_builds_orders_stock_and_a_push_receiver(tmp_path: Path) ->
         "shopee:stock:shopee-my-01",
     ]
     assert [type(r) for r in built.receivers] == [ShopeePush]
+
+
+def test_the_shipped_connector_alerts_use_metrics_that_exist() -> None:
+    import re
+
+    rules = (EXAMPLE.parents[1] / "prometheus" / "kpiwatch-rules.yml").read_text()
+    used = set(re.findall(r"kpiwatch_connector_\w+", rules))
+    # A counter family is named without its _total suffix.
+    exported = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in ConnectorMetrics().registry.collect()
+    }
+    assert used
+    assert used <= exported, used - exported
