@@ -13,7 +13,6 @@ source and store is what an SRE alerts on when a feed goes quiet) and as log lin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from pydantic import ValidationError
 
@@ -186,7 +186,11 @@ class Producing:
         )
 
     async def events(self, events: Sequence[Event]) -> None:
-        await self._producer.send_batch(events)
+        try:
+            await self._producer.send_batch(events)
+        except KafkaError as exc:
+            # A failed pass, not a dead process: the cursor stays, the next pass retries.
+            raise ServiceError(f"Kafka did not take {len(events)} event(s): {exc!r}") from exc
         self._metrics.produced(self._name, events)
 
     async def received(self, events: Sequence[Event]) -> None:
@@ -302,15 +306,20 @@ async def _forever(
         options.metrics_host,
         options.metrics_port,
     )
-    await stop.wait()
-    for task in tasks:
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    for task in done - {stopping}:
+        # poll_forever only ends on a bug; a half-dead connector would look alive, so stop
+        # and let the supervisor restart us from the checkpoints.
+        log.error("%s stopped: %r", task.get_name(), task.exception())
+        code = 1
+    for task in (stopping, *tasks):
         task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await asyncio.gather(stopping, *tasks, return_exceptions=True)
     for runner in runners:
         await runner.cleanup()
-    return 0
+    return code
 
 
 async def _serve(app: web.Application, options: Options) -> web.AppRunner:

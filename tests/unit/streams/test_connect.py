@@ -3,6 +3,8 @@ every problem reported at once with its line; metrics and rotating tokens of `kp
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -264,3 +266,23 @@ def test_the_shipped_connector_alerts_use_metrics_that_exist() -> None:
     }
     assert used
     assert used <= exported, used - exported
+
+
+class _Broken:
+    name = "amazon_sp:orders:us-1"
+
+    async def pages(self, cursor: str | None) -> AsyncIterator[Page]:
+        raise ValueError("a bug, not an API failure")
+        yield  # pragma: no cover - makes this an async generator
+
+
+async def test_a_source_that_dies_of_a_bug_stops_the_process_with_1() -> None:
+    from streams.connect import Options, _forever
+    from streams.sources import Built, Section
+
+    context = Context(None, MemoryCheckpoints(), _noop, _noop, _noop)  # type: ignore[arg-type]
+    built = Built(sources=[_Broken()])
+    code = await asyncio.wait_for(
+        _forever(built, Section(), context, ConnectorMetrics(), Options()), 10
+    )
+    assert code == 1
