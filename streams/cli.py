@@ -7,9 +7,11 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rules.alerts import Alert
 from rules.errors import ConfigError, InvalidEventError, KpiwatchError
@@ -18,6 +20,10 @@ from rules.schema import json_schema
 from sinks.console import alert_json, alert_text
 from streams.reference import Reference, load_reference
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from connectors.files import FileOptions
+    from streams.events import RawRecord
 
 log = logging.getLogger("kpiwatch")
 
@@ -68,9 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="run the embedded engine on simulated traffic and show the alerts",
-        description="Simulate a few stores (Amazon US/JP, Shopee MY) with a stockout and an ACoS "
-        "spike in them, run the default rules over it in-process (no Kafka, no Redis) "
-        "and print the alerts.",
+        description="Simulate a few stores (Amazon US/JP, Shopee MY, ...) with a stockout and an "
+        "ACoS spike in them (and random incidents at --incident-rate), run the default rules "
+        "over it in-process (no Kafka, no Redis) and print the alerts.",
     )
     _simulation_args(demo)
     demo.add_argument("--json", action="store_true", help="print alerts as JSON lines")
@@ -78,12 +84,13 @@ def _parser() -> argparse.ArgumentParser:
 
     replay = commands.add_parser(
         "replay",
-        help="run rules over a JSON-lines event file, in-process",
+        help="run rules over an event file (JSON lines or CSV), in-process",
         description="Validate, aggregate and evaluate every event of EVENTS_FILE in file order, "
         "exactly as the worker does, and print each alert as one JSON line. "
         "Rejected lines are reported on stderr with file:line and reason.",
     )
     replay.add_argument("events", type=Path, metavar="EVENTS_FILE")
+    _file_args(replay)
     replay.add_argument(
         "--rules",
         type=Path,
@@ -102,11 +109,12 @@ def _parser() -> argparse.ArgumentParser:
 
     kpis = commands.add_parser(
         "kpis",
-        help="print KPI values per scope from a JSON-lines event file, in-process",
+        help="print KPI values per scope from an event file (JSON lines or CSV), in-process",
         description="Aggregate EVENTS_FILE exactly as the worker does and print, for every "
         "scope of the --by level, the KPI values over --window ending at --at, as JSON lines.",
     )
     kpis.add_argument("events", type=Path, metavar="EVENTS_FILE")
+    _file_args(kpis)
     kpis.add_argument(
         "--by",
         default="store",
@@ -125,16 +133,24 @@ def _parser() -> argparse.ArgumentParser:
         "JSON lines, for `kpiwatch replay` or `kpiwatch produce`.",
     )
     _simulation_args(simulate)
+    simulate.add_argument(
+        "--incidents",
+        type=Path,
+        metavar="FILE",
+        help="write the injected incidents to FILE as JSON lines (kind, store_id, sku, "
+        "campaign_id, start, end)",
+    )
     simulate.set_defaults(run=_simulate)
 
     produce = commands.add_parser(
         "produce",
-        help="validate a JSON-lines event file and put it on the Kafka topics",
+        help="validate an event file (JSON lines or CSV) and put it on the Kafka topics",
         description="Create the topics if needed and produce each valid event to its topic, "
         "keyed by store_id. Broker and topic prefix come from KPIWATCH_KAFKA_BOOTSTRAP "
         "and KPIWATCH_TOPIC_PREFIX unless given.",
     )
     produce.add_argument("events", type=Path, metavar="EVENTS_FILE")
+    _file_args(produce)
     _kafka_args(produce)
     produce.set_defaults(run=_produce)
 
@@ -192,13 +208,14 @@ def _parser() -> argparse.ArgumentParser:
     schema.set_defaults(run=_rules_schema)
     backtest = rule_commands.add_parser(
         "test",
-        help="backtest rule files on a JSON-lines event file",
+        help="backtest rule files on an event file (JSON lines or CSV)",
         description="Replay EVENTS_FILE through the rules in-process, exactly as the worker "
         "would, and print every alert transition with its event time (muted ones marked), "
         "then per rule how often it fired, was muted and resolved.",
     )
     backtest.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     backtest.add_argument("--events", type=Path, required=True, metavar="EVENTS_FILE")
+    _file_args(backtest)
     _reference_args(backtest)
     backtest.set_defaults(run=_rules_test)
     return parser
@@ -214,6 +231,140 @@ def _simulation_args(parser: argparse.ArgumentParser) -> None:
         type=datetime.fromisoformat,
         help="first hour, ISO 8601 with zone (default: 2 days ago, UTC)",
     )
+    parser.add_argument(
+        "--incident-rate",
+        type=float,
+        default=None,
+        metavar="R",
+        help="random incidents (stockout, ACoS spike, silent feed, sales cliff) per store per "
+        "day, besides the demo's stockout and ACoS spike; 0 disables (default 0.05)",
+    )
+
+
+PROGRESS_EVERY = 10_000  # records between progress lines with -v
+
+
+def _file_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "event files: JSON lines, or CSV (.csv or --format csv), one row per order line"
+    )
+    group.add_argument("--format", choices=["jsonl", "csv"], help="default: by file suffix")
+    group.add_argument(
+        "--kind",
+        choices=["order", "ad_spend", "inventory"],
+        help="what every row is (CSV without a `type` column)",
+    )
+    group.add_argument(
+        "--columns",
+        type=Path,
+        metavar="MAP",
+        help="YAML or JSON mapping the export's column names to ours, e.g. {订单号: order_id}",
+    )
+    group.add_argument("--delimiter", help="CSV delimiter (default: read from the header line)")
+    group.add_argument(
+        "--timezone",
+        metavar="AREA/CITY",
+        help="local time of timestamps written without a zone (else such rows are rejected)",
+    )
+    group.add_argument("--encoding", default="utf-8-sig", help="CSV encoding (default UTF-8)")
+    group.add_argument(
+        "--rejects",
+        type=Path,
+        metavar="FILE",
+        help="write rejected rows to FILE as CSV (line, reason, the row), to fix and re-import",
+    )
+
+
+def _file_options(args: argparse.Namespace) -> FileOptions:
+    from connectors.files import FileOptions
+
+    zone = None
+    if args.timezone:
+        try:
+            zone = ZoneInfo(args.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise KpiwatchError(f"--timezone {args.timezone!r} is not a time zone") from exc
+    delimiter = {"\\t": "\t", "tab": "\t"}.get(args.delimiter or "", args.delimiter)
+    return FileOptions(
+        format=args.format,
+        kind=args.kind,
+        columns=_column_map(args.columns) if args.columns else {},
+        delimiter=delimiter,
+        timezone=zone,
+        encoding=args.encoding,
+    )
+
+
+def _column_map(path: Path) -> dict[str, str]:
+    """`{export name: our name}` from YAML (JSON is YAML too); every target must be ours."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from connectors.files import FIELDS
+
+    try:
+        data = YAML(typ="safe").load(path.read_text(encoding="utf-8-sig"))
+    except (OSError, YAMLError) as exc:
+        raise KpiwatchError(f"{path}: cannot read the column map: {exc}") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise KpiwatchError(f"{path}: expected a mapping of export column -> our field name")
+    unknown = sorted(v for v in data.values() if v not in FIELDS)
+    if unknown:
+        raise KpiwatchError(
+            f"{path}: {', '.join(unknown)}: not a field name; use one of {', '.join(FIELDS)}"
+        )
+    return {str(k).strip(): v for k, v in data.items()}
+
+
+class _Rejects:
+    """Every rejected record: on stderr, in the --rejects CSV and the --dead-letter file."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from connectors.files import RejectsReport
+
+        self.count = 0
+        path = getattr(args, "rejects", None)
+        self._report = RejectsReport(path, _report_delimiter(args)) if path else None
+        dead = getattr(args, "dead_letter", None)
+        self._dead = dead.open("w", encoding="utf-8") if dead else None
+
+    def __call__(self, exc: InvalidEventError) -> None:
+        self.count += 1
+        print(f"rejected {exc}", file=sys.stderr)
+        if self._report is not None:
+            self._report.write(exc)
+        if self._dead is not None:
+            self._dead.write(json.dumps({"source": exc.source, "reason": exc.reason}) + "\n")
+
+    def close(self) -> None:
+        for handle in (self._report, self._dead):
+            if handle is not None:
+                handle.close()
+
+
+def _report_delimiter(args: argparse.Namespace) -> str:
+    # The report opens in the same Excel as the export: keep its delimiter.
+    options = _file_options(args)
+    if options.delimiter:
+        return options.delimiter
+    if args.events.suffix.lower() == ".csv" or args.format == "csv":
+        from connectors.files import sniff_file
+
+        return sniff_file(args.events, options.encoding)
+    return ","
+
+
+def _records(args: argparse.Namespace, rejects: _Rejects) -> Iterator[RawRecord]:
+    """The valid records of the event file; rejected ones go to `rejects`; progress with -v."""
+    from connectors.files import RejectedRow, read_events_file
+
+    for read, item in enumerate(read_events_file(args.events, _file_options(args)), 1):
+        if read % PROGRESS_EVERY == 0:
+            log.info("%s: %d records read, %d rejected", args.events, read, rejects.count)
+        if isinstance(item, RejectedRow):
+            rejects(item)
+        else:
+            yield item
 
 
 def _reference_args(parser: argparse.ArgumentParser) -> None:
@@ -253,8 +404,9 @@ def _rules(paths: Sequence[Path] | None) -> RuleSet:
     return load_paths(paths) if paths else load_default()
 
 
-def _simulated(args: argparse.Namespace) -> list[bytes]:
-    from connectors.simulator import simulate
+def _simulated(args: argparse.Namespace) -> Iterator[bytes]:
+    """The simulator's events as JSON lines, made as they are read (memory stays flat)."""
+    from connectors.simulator import DEFAULT_INCIDENT_RATE, Incident, simulate
     from streams.events import encode
 
     start = args.start or (datetime.now(UTC) - timedelta(hours=args.hours)).replace(
@@ -262,20 +414,43 @@ def _simulated(args: argparse.Namespace) -> list[bytes]:
     )
     if start.tzinfo is None:
         raise KpiwatchError("--start needs a time zone, e.g. 2026-11-20T00:00:00+00:00")
-    events = simulate(start, hours=args.hours, stores=args.stores, skus=args.skus, seed=args.seed)
-    return [encode(event) for event in events]
+    rate = DEFAULT_INCIDENT_RATE if args.incident_rate is None else args.incident_rate
+    if rate < 0:
+        raise KpiwatchError("--incident-rate must be 0 or more")
+    out = getattr(args, "incidents", None)
+    incidents = out.open("w", encoding="utf-8") if out else None
+
+    def told(incident: Incident) -> None:
+        if incidents is not None:
+            incidents.write(json.dumps(incident.to_json()) + "\n")
+
+    events = simulate(
+        start,
+        hours=args.hours,
+        stores=args.stores,
+        skus=args.skus,
+        seed=args.seed,
+        incident_rate=rate,
+        on_incident=told,
+    )
+    try:
+        for event in events:
+            yield encode(event)
+    finally:
+        if incidents is not None:
+            incidents.close()
 
 
 def _demo(args: argparse.Namespace) -> int:
     from streams.embedded import replay
     from streams.events import RawRecord
 
-    lines = _simulated(args)
     print(
-        f"kpiwatch demo: {len(lines)} simulated events from {args.stores} stores over "
-        f"{args.hours} h, default rules, embedded runtime",
+        f"kpiwatch demo: {args.stores} simulated stores over {args.hours} h, default rules, "
+        "embedded runtime",
         file=sys.stderr,
     )
+    lines = _simulated(args)
     records = (RawRecord(source=f"simulator:{n}", value=v) for n, v in enumerate(lines, 1))
     emit = alert_json if args.json else alert_text
     report = replay(records, _rules(None), lambda alert: print(emit(alert), flush=True))
@@ -284,30 +459,22 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from connectors.files import read_jsonl
     from streams.embedded import replay
 
-    if not args.events.is_file():
-        raise KpiwatchError(f"{args.events}: no such file")
     rules = _rules(args.rules)
-    dead_letter = args.dead_letter.open("w", encoding="utf-8") if args.dead_letter else None
-
-    def reject(exc: InvalidEventError) -> None:
-        print(f"rejected {exc}", file=sys.stderr)
-        if dead_letter is not None:
-            dead_letter.write(json.dumps({"source": exc.source, "reason": exc.reason}) + "\n")
+    rejects = _Rejects(args)
 
     def emit(alert: Alert) -> None:
         print(alert_json(alert), flush=False)
 
     try:
-        report = replay(read_jsonl(args.events), rules, emit, reject, reference=_reference(args))
+        records = _records(args, rejects)
+        report = replay(records, rules, emit, rejects, reference=_reference(args))
     finally:
-        if dead_letter is not None:
-            dead_letter.close()
+        rejects.close()
     sys.stdout.flush()
     print(
-        f"kpiwatch replay: {report.events} events, {len(report.rejected)} rejected, "
+        f"kpiwatch replay: {report.events} events, {rejects.count} rejected, "
         f"{report.alerts} alerts",
         file=sys.stderr,
     )
@@ -315,26 +482,17 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _kpis(args: argparse.Namespace) -> int:
-    from connectors.files import read_jsonl
     from streams.embedded import replay
     from streams.kpi import State, newest_event
     from streams.query import kpi_rows
 
-    if not args.events.is_file():
-        raise KpiwatchError(f"{args.events}: no such file")
     state, reference = State(), _reference(args)
-
-    def reject(exc: InvalidEventError) -> None:
-        print(f"rejected {exc}", file=sys.stderr)
-
-    report = replay(
-        read_jsonl(args.events),
-        RuleSet([]),
-        lambda alert: None,
-        reject,
-        state=state,
-        reference=reference,
-    )
+    rejects = _Rejects(args)
+    try:
+        records = _records(args, rejects)
+        report = replay(records, RuleSet([]), lambda _: None, rejects, state, reference)
+    finally:
+        rejects.close()
     at = args.at or newest_event(state)
     try:
         rows = kpi_rows(state, reference, args.by, args.window, at)
@@ -343,8 +501,7 @@ def _kpis(args: argparse.Namespace) -> int:
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))
     print(
-        f"kpiwatch kpis: {report.events} events, {len(report.rejected)} rejected, "
-        f"{len(rows)} scopes",
+        f"kpiwatch kpis: {report.events} events, {rejects.count} rejected, {len(rows)} scopes",
         file=sys.stderr,
     )
     return 0
@@ -370,22 +527,25 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from connectors.files import read_jsonl
     from connectors.kafka import EventProducer, ensure_topics
     from streams.events import TOPICS
 
     settings = _settings(args)
+    rejects = _Rejects(args)
 
     async def run() -> tuple[int, list[InvalidEventError]]:
         names = [settings.topic(name) for name in TOPICS.values()]
         await ensure_topics(settings.kafka_bootstrap, names, settings.partitions)
         async with EventProducer(settings.kafka_bootstrap, settings.topic_prefix) as producer:
-            return await producer.send_records(read_jsonl(args.events))
+            return await producer.send_records(_records(args, rejects))
 
-    sent, rejected = asyncio.run(run())
-    for exc in rejected:
-        print(f"rejected {exc}", file=sys.stderr)
-    print(f"kpiwatch produce: {sent} events sent, {len(rejected)} rejected", file=sys.stderr)
+    try:
+        sent, refused = asyncio.run(run())
+        for exc in refused:
+            rejects(exc)
+    finally:
+        rejects.close()
+    print(f"kpiwatch produce: {sent} events sent, {rejects.count} rejected", file=sys.stderr)
     return 0
 
 
@@ -476,12 +636,9 @@ def _rules_check(args: argparse.Namespace) -> int:
 
 
 def _rules_test(args: argparse.Namespace) -> int:
-    from connectors.files import read_jsonl
     from streams.embedded import replay
 
     rules = load_paths(args.paths)
-    if not args.events.is_file():
-        raise KpiwatchError(f"{args.events}: no such file")
     counts = {rule.name: {"fired": 0, "muted": 0, "resolved": 0} for rule in rules.rules}
 
     def record(alert: Alert) -> None:
@@ -489,11 +646,13 @@ def _rules_test(args: argparse.Namespace) -> int:
         counts[alert.rule][outcome] += 1
         print(transition_line(alert))
 
-    def reject(exc: InvalidEventError) -> None:
-        print(f"rejected {exc}", file=sys.stderr)
-
-    report = replay(read_jsonl(args.events), rules, record, reject, reference=_reference(args))
-    print(f"\n{report.events} events, {len(report.rejected)} rejected; per rule:")
+    rejects = _Rejects(args)
+    try:
+        records = _records(args, rejects)
+        report = replay(records, rules, record, rejects, reference=_reference(args))
+    finally:
+        rejects.close()
+    print(f"\n{report.events} events, {rejects.count} rejected; per rule:")
     width = max((len(name) for name in counts), default=0)
     for name, n in counts.items():
         print(

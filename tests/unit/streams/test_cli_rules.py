@@ -53,11 +53,11 @@ def test_backtest_prints_transitions_with_times_and_a_summary(
     assert main(["rules", "test", str(rules), "--events", str(events)]) == 0
     out = capsys.readouterr().out
     transitions, summary = out.split("\n\n")
-    assert "2026-11-20T23:59:00+00:00  FIRING           [CRITICAL] stockout" in transitions
+    assert "2026-11-20T11:59:00+00:00  FIRING           [CRITICAL] stockout" in transitions
     # 2026-11-21 and -22 are a weekend: the JP ACoS spike is recorded, muted.
     assert "FIRING (muted)   [WARNING] acos-jp" in transitions
     lines = summary.splitlines()
-    assert lines[0] == "1191 events, 0 rejected; per rule:"
+    assert lines[0] == "1584 events, 0 rejected; per rule:"
     assert lines[1:] == [
         "  stockout  fired 2  muted 0  resolved 0",
         "  acos-jp   fired 0  muted 2  resolved 0",
