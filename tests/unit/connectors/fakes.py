@@ -4,13 +4,16 @@ through httpx.MockTransport or mounted in a real aiohttp server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+
+from streams.events import Event
 
 Reply = tuple[int, dict[str, str], bytes]
 
@@ -166,3 +169,20 @@ class Sleeps:
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+
+
+class Recorder:
+    """An event sink for receiver tests: records each hand-off; `fail` makes the next ones
+    raise (Kafka down), `delay` makes them slow."""
+
+    def __init__(self) -> None:
+        self.batches: list[Sequence[Event]] = []
+        self.fail = 0
+        self.delay = 0.0
+
+    async def __call__(self, events: Sequence[Event]) -> None:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            self.fail -= 1
+            raise RuntimeError("kafka down")
+        self.batches.append(events)

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
-from unit.connectors.fakes import Reply, Sleeps, _json
+from unit.connectors.fakes import Recorder, Reply, Sleeps, _json
 from unit.connectors.fakes_shopee import FakeShopee as FakeShopeeShop
 from unit.connectors.fakes_shopee import error, model, plain_item, stock_info
 
@@ -526,22 +526,8 @@ def test_push_authorization_against_an_independent_vector() -> None:
     assert not verify_push(SecretStr("other-key"), "https://example.com/shopee/push", body, header)
 
 
-class Handoffs:
-    def __init__(self) -> None:
-        self.batches: list[Sequence[Event]] = []
-        self.fail = 0
-        self.delay = 0.0
-
-    async def __call__(self, events: Sequence[Event]) -> None:
-        await asyncio.sleep(self.delay)
-        if self.fail:
-            self.fail -= 1
-            raise RuntimeError("kafka down")
-        self.batches.append(events)
-
-
 class PushRig:
-    def __init__(self, url: str, fake: FakeShopeeShop, sink: Handoffs, push: ShopeePush) -> None:
+    def __init__(self, url: str, fake: FakeShopeeShop, sink: Recorder, push: ShopeePush) -> None:
         self.url, self.fake, self.sink, self.push = url, fake, sink, push
         self.rejected = Rejects()
 
@@ -566,7 +552,7 @@ def status_push(sn: str, status: str, update: int, shop_id: int = 558899) -> byt
 @pytest.fixture
 async def rig(client_for: ClientFor, sleeps: Sleeps) -> AsyncIterator[PushRig]:
     fake = FakeShopeeShop(KEY, orders=[shopee_order("2611A", stamp(1), "SHIPPED")])
-    sink = Handoffs()
+    sink = Recorder()
     api = stock_api(client_for(fake.handle), sleeps)
     rejects = Rejects()
     push = ShopeePush(CALLBACK, KEY, [api], sink, on_rejected=rejects, timeout=0.5)
@@ -649,7 +635,7 @@ async def test_order_missing_from_detail_is_retried_and_bad_order_rejected(rig: 
 
 def test_push_timeout_must_fit_in_shopees_three_seconds() -> None:
     with pytest.raises(ValueError, match="under Shopee's 3s"):
-        ShopeePush(CALLBACK, KEY, [], Handoffs(), timeout=3.0)
+        ShopeePush(CALLBACK, KEY, [], Recorder(), timeout=3.0)
 
 
 async def test_secrets_never_reach_the_logs(
@@ -663,7 +649,7 @@ async def test_secrets_never_reach_the_logs(
     fake.script["/api/v2/product/get_item_list"] = [_json(429, {"error": "x"})]
     api = stock_api(client_for(fake.handle), sleeps)
     await run_source(stock_source(api), Collect(), MemoryCheckpoints())
-    failing = Handoffs()
+    failing = Recorder()
     failing.fail = 1
     push = ShopeePush(CALLBACK, KEY, [api], failing, timeout=0.5)
     runner = await serve_push(push, "127.0.0.1", 0)

@@ -3,17 +3,17 @@ hand-off fails (so Shopify retries), and the payload mapping."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
+from unit.connectors.fakes import Recorder
 
 from connectors.shopify import (
     ShopifyConfig,
@@ -25,7 +25,7 @@ from connectors.shopify import (
     verify,
 )
 from rules.errors import InvalidEventError
-from streams.events import Event, InventoryEvent, OrderEvent
+from streams.events import InventoryEvent, OrderEvent
 
 SECRET = SecretStr("hush")
 SHOP = ShopifyShop(store_id="shopify-us-1", marketplace="US", inventory_skus={"808950810": "SKU-1"})
@@ -111,20 +111,6 @@ def test_inventory_and_refund_mapping() -> None:
     assert (event.sku, event.available, event.warehouse) == ("SKU-1", 0, "own")
     assert events_for("inventory_levels/update", {**level, "available": None}, SHOP, "t") == []
     assert events_for("refunds/create", {"id": 1, "order_id": 2}, SHOP, "t") == []
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.batches: list[Sequence[Event]] = []
-        self.fail = 0
-        self.delay = 0.0
-
-    async def __call__(self, events: Sequence[Event]) -> None:
-        await asyncio.sleep(self.delay)
-        if self.fail:
-            self.fail -= 1
-            raise RuntimeError("kafka down")
-        self.batches.append(events)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
-from unit.connectors.fakes import Reply, Sleeps, _json
+from unit.connectors.fakes import Recorder, Reply, Sleeps, _json
 from unit.connectors.fakes_tiktok import (
     APP_KEY,
     APP_SECRET,
@@ -392,18 +392,6 @@ async def test_secrets_never_reach_the_logs(
 
 
 # --- webhooks -------------------------------------------------------------------------------
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.batches: list[Sequence[Event]] = []
-        self.fail = 0
-
-    async def __call__(self, events: Sequence[Event]) -> None:
-        if self.fail:
-            self.fail -= 1
-            raise RuntimeError("kafka down")
-        self.batches.append(events)
 
 
 @pytest.fixture
