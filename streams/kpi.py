@@ -43,6 +43,8 @@ Counters = dict[str, int]
 
 # How long buckets are kept, by grain: enough for the longest window (28d, month-to-date) and
 # for baselines of several past weeks. An event older than the daily retention is late.
+# Day-bucket counters named SHAPE + local hour hold the orders of that hour (see with_shape).
+SHAPE: Final = "orders@"
 RETENTION: Final = {"h": timedelta(hours=72), "d": timedelta(days=63)}
 
 
@@ -405,7 +407,8 @@ def _settle(
         hour, day = _add_to_periods(state, scope, t0, delta)
         update.touches.append(Touch(scope, families, day, hour, at))
         if scope.level == STORE:
-            update.rollups.extend(rollup_deltas(scope, day, delta, at))
+            shaped = with_shape(delta, t0, ZoneInfo(scope.zone))
+            update.rollups.extend(rollup_deltas(scope, day, shaped, at))
     return update
 
 
@@ -418,7 +421,7 @@ def _add_to_periods(state: State, scope: Scope, t0: datetime, delta: Counters) -
     zone = ZoneInfo(scope.zone)
     hour = hour_period(t0, zone)
     day = local_day(t0, zone)
-    for grain, period in (("h", hour), ("d", day)):
+    for grain, period, change in (("h", hour, delta), ("d", day, with_shape(delta, t0, zone))):
         add_counters(
             state.buckets,
             bucket_key(scope, grain, period.label),
@@ -426,9 +429,25 @@ def _add_to_periods(state: State, scope: Scope, t0: datetime, delta: Counters) -
             grain,
             period.start,
             period.end,
-            delta,
+            change,
         )
     return hour.label, date.fromisoformat(day.label)
+
+
+def shape_name(local_hour: int) -> str:
+    """The day-bucket counter of the orders placed in one local clock hour (`orders@07`)."""
+    return f"{SHAPE}{local_hour:02d}"
+
+
+def with_shape(delta: Counters, t0: datetime, zone: ZoneInfo) -> Counters:
+    """A day's delta plus its orders by local hour: hour buckets live 72 h, so this is how a
+    baseline weeks later still knows how much of a usual day is behind us at 09:00. Rollups
+    inherit it in each store's own local hours (exact for a marketplace, which has one zone;
+    a blend for a platform or team spanning zones)."""
+    orders = delta.get("orders")
+    if not orders:
+        return delta
+    return {**delta, shape_name(t0.astimezone(zone).hour): orders}
 
 
 def bucket_key(scope: Scope, grain: str, label: str) -> str:

@@ -25,7 +25,7 @@ from rules.kpis import (
 )
 from rules.schema import Baseline
 from streams.events import minor_unit_exponent
-from streams.kpi import State, Touch, bucket_key
+from streams.kpi import Counters, State, Touch, bucket_key, shape_name
 from streams.reference import TARGET_LEVELS, Reference
 from streams.windows import day_window, hour_period
 
@@ -78,11 +78,10 @@ def snapshot(
 def _usual(
     state: State, reference: Reference, touch: Touch, names: list[str], baseline: Baseline
 ) -> dict[str, Decimal | None]:
-    """The KPIs over the average of the baseline's past days, cut to the share of the local day
-    that has passed: at 10:00, today's GMV is compared with the usual GMV of a whole day times
-    10/24. Intraday shape is not known (hours are kept 72 h), so mornings of a business whose
-    sales come in the evening read low; a `require:` volume guard keeps quiet hours out.
-    Days without any bucket (no activity, or before the store existed) are left out."""
+    """The KPIs over the average of the baseline's past days, cut to the share of a usual day
+    that is behind us at the touch's local time: the share of those days' orders placed
+    before this clock time (`usual_share`). Days without any bucket (no activity, or before the
+    store existed) are left out."""
     table = state.rollups if touch.scope.level in ROLLUPS else state.buckets
     found = [
         bucket["counters"]
@@ -91,13 +90,34 @@ def _usual(
     ]
     if not found:
         return dict.fromkeys(names)
-    share = _day_share(touch) / len(found)
+    share = usual_share(found, touch) / len(found)
     average = {
         name: int((sum(Decimal(c.get(name, 0)) for c in found) * share).to_integral_value())
         for name in {name for counters in found for name in counters}
     }
     calc = _Calculator(average, reference, "1d", touch, None)
     return {name: calc.value(name)[0] for name in names}
+
+
+# Fewer orders than this in the baseline days make their hourly shape too thin to trust.
+MIN_SHAPE_ORDERS: Final = 20
+
+
+def usual_share(days: list[Counters], touch: Touch) -> Decimal:
+    """How much of a usual day is behind the touch's local clock time: from the past days'
+    orders by local hour (a business that sells in the evening has done little by 09:00),
+    else, with too few orders to tell, the share of the day's hours."""
+    zone = ZoneInfo(touch.scope.zone)
+    if touch.at >= day_window(touch.day, zone).end:
+        return Decimal(1)  # a late event for a day that is over: all of it
+    hourly = [sum(int(c.get(shape_name(h), 0)) for c in days) for h in range(24)]
+    total = sum(hourly)
+    if total < MIN_SHAPE_ORDERS:
+        return _day_share(touch)
+    local = touch.at.astimezone(zone)
+    into_hour = Decimal(local.minute * 60 + local.second) / 3600
+    behind = sum(hourly[: local.hour]) + hourly[local.hour] * into_hour
+    return (Decimal(behind) / total).quantize(Decimal("0.000001"))
 
 
 def _day_share(touch: Touch) -> Decimal:
