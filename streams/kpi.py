@@ -421,7 +421,9 @@ def _add_to_periods(state: State, scope: Scope, t0: datetime, delta: Counters) -
     zone = ZoneInfo(scope.zone)
     hour = hour_period(t0, zone)
     day = local_day(t0, zone)
-    for grain, period, change in (("h", hour, delta), ("d", day, with_shape(delta, t0, zone))):
+    # Only stores keep the hourly shape: per SKU it would add up to 24 counters to every SKU-day.
+    daily = with_shape(delta, t0, zone) if scope.level == STORE else delta
+    for grain, period, change in (("h", hour, delta), ("d", day, daily)):
         add_counters(
             state.buckets,
             bucket_key(scope, grain, period.label),
