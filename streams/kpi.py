@@ -404,11 +404,12 @@ def _settle(
         scope = scopes.get(scope_key)
         if not delta or scope is None:
             continue  # scopes that left an order (a test flag) keep no bucket to mend here
-        hour, day = _add_to_periods(state, scope, t0, delta)
+        # Only stores keep the hourly shape: per SKU it would add up to 24 counters per day.
+        daily = with_shape(delta, t0, ZoneInfo(scope.zone)) if scope.level == STORE else delta
+        hour, day = _add_to_periods(state, scope, t0, delta, daily)
         update.touches.append(Touch(scope, families, day, hour, at))
         if scope.level == STORE:
-            shaped = with_shape(delta, t0, ZoneInfo(scope.zone))
-            update.rollups.extend(rollup_deltas(scope, day, shaped, at))
+            update.rollups.extend(rollup_deltas(scope, day, daily, at))
     return update
 
 
@@ -417,13 +418,13 @@ def _delta(new: Counters, old: Counters) -> Counters:
     return {n: d for n in names if (d := new.get(n, 0) - old.get(n, 0))}
 
 
-def _add_to_periods(state: State, scope: Scope, t0: datetime, delta: Counters) -> tuple[str, date]:
+def _add_to_periods(
+    state: State, scope: Scope, t0: datetime, hourly: Counters, daily: Counters
+) -> tuple[str, date]:
     zone = ZoneInfo(scope.zone)
     hour = hour_period(t0, zone)
     day = local_day(t0, zone)
-    # Only stores keep the hourly shape: per SKU it would add up to 24 counters to every SKU-day.
-    daily = with_shape(delta, t0, zone) if scope.level == STORE else delta
-    for grain, period, change in (("h", hour, delta), ("d", day, daily)):
+    for grain, period, change in (("h", hour, hourly), ("d", day, daily)):
         add_counters(
             state.buckets,
             bucket_key(scope, grain, period.label),
