@@ -55,6 +55,7 @@ from connectors.tiktok import (
     TikTokWebhooks,
 )
 from sinks.config import Seconds, SecretSource
+from streams.sourcenames import SECTIONS
 
 
 class Receiver(Protocol):
@@ -346,10 +347,13 @@ class SourceKind:
     build: Callable[[Any, Context], Awaitable[Built]]
 
 
+_BUILDERS: Final[dict[str, tuple[type[Section], Callable[[Any, Context], Awaitable[Built]]]]] = {
+    "amazon-sp": (AmazonSpSection, build_amazon_sp),
+    "amazon-ads": (AmazonAdsSection, build_amazon_ads),
+    "shopee": (ShopeeSection, build_shopee),
+    "shopify": (ShopifySection, build_shopify),
+    "tiktok": (TikTokSection, build_tiktok),
+}
 SOURCES: Final[dict[str, SourceKind]] = {
-    "amazon-sp": SourceKind("amazon_sp", AmazonSpSection, build_amazon_sp),
-    "amazon-ads": SourceKind("amazon_ads", AmazonAdsSection, build_amazon_ads),
-    "shopee": SourceKind("shopee", ShopeeSection, build_shopee),
-    "shopify": SourceKind("shopify", ShopifySection, build_shopify),
-    "tiktok": SourceKind("tiktok", TikTokSection, build_tiktok),
+    name: SourceKind(SECTIONS[name], *_BUILDERS[name]) for name in SECTIONS
 }
