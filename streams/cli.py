@@ -319,12 +319,12 @@ def _column_map(path: Path) -> dict[str, str]:
 class _Rejects:
     """Every rejected record: on stderr, in the --rejects CSV and the --dead-letter file."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, options: FileOptions) -> None:
         from connectors.files import RejectsReport
 
         self.count = 0
         path = getattr(args, "rejects", None)
-        self._report = RejectsReport(path, _report_delimiter(args)) if path else None
+        self._report = RejectsReport(path, _report_delimiter(args, options)) if path else None
         dead = getattr(args, "dead_letter", None)
         self._dead = dead.open("w", encoding="utf-8") if dead else None
 
@@ -342,9 +342,8 @@ class _Rejects:
                 handle.close()
 
 
-def _report_delimiter(args: argparse.Namespace) -> str:
+def _report_delimiter(args: argparse.Namespace, options: FileOptions) -> str:
     # The report opens in the same Excel as the export: keep its delimiter.
-    options = _file_options(args)
     if options.delimiter:
         return options.delimiter
     if args.events.suffix.lower() == ".csv" or args.format == "csv":
@@ -354,11 +353,13 @@ def _report_delimiter(args: argparse.Namespace) -> str:
     return ","
 
 
-def _records(args: argparse.Namespace, rejects: _Rejects) -> Iterator[RawRecord]:
+def _records(
+    args: argparse.Namespace, options: FileOptions, rejects: _Rejects
+) -> Iterator[RawRecord]:
     """The valid records of the event file; rejected ones go to `rejects`; progress with -v."""
     from connectors.files import RejectedRow, read_events_file
 
-    for read, item in enumerate(read_events_file(args.events, _file_options(args)), 1):
+    for read, item in enumerate(read_events_file(args.events, options), 1):
         if read % PROGRESS_EVERY == 0:
             log.info("%s: %d records read, %d rejected", args.events, read, rejects.count)
         if isinstance(item, RejectedRow):
@@ -462,13 +463,14 @@ def _replay(args: argparse.Namespace) -> int:
     from streams.embedded import replay
 
     rules = _rules(args.rules)
-    rejects = _Rejects(args)
+    options = _file_options(args)
+    rejects = _Rejects(args, options)
 
     def emit(alert: Alert) -> None:
         print(alert_json(alert), flush=False)
 
     try:
-        records = _records(args, rejects)
+        records = _records(args, options, rejects)
         report = replay(records, rules, emit, rejects, reference=_reference(args))
     finally:
         rejects.close()
@@ -487,9 +489,10 @@ def _kpis(args: argparse.Namespace) -> int:
     from streams.query import kpi_rows
 
     state, reference = State(), _reference(args)
-    rejects = _Rejects(args)
+    options = _file_options(args)
+    rejects = _Rejects(args, options)
     try:
-        records = _records(args, rejects)
+        records = _records(args, options, rejects)
         report = replay(records, RuleSet([]), lambda _: None, rejects, state, reference)
     finally:
         rejects.close()
@@ -522,6 +525,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "rules": getattr(args, "rules", None),
         "web_port": getattr(args, "web_port", None),
         "instance_id": getattr(args, "instance_id", None),
+        "redis_url": getattr(args, "redis", None),
     }
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -531,13 +535,14 @@ def _produce(args: argparse.Namespace) -> int:
     from streams.events import TOPICS
 
     settings = _settings(args)
-    rejects = _Rejects(args)
+    options = _file_options(args)
+    rejects = _Rejects(args, options)
 
     async def run() -> tuple[int, list[InvalidEventError]]:
         names = [settings.topic(name) for name in TOPICS.values()]
         await ensure_topics(settings.kafka_bootstrap, names, settings.partitions)
         async with EventProducer(settings.kafka_bootstrap, settings.topic_prefix) as producer:
-            return await producer.send_records(_records(args, rejects))
+            return await producer.send_records(_records(args, options, rejects))
 
     try:
         sent, refused = asyncio.run(run())
@@ -574,9 +579,9 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _connect_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from streams.sources import SOURCES
+    from streams.sourcenames import SECTIONS
 
-    names = ", ".join(f"{name} (section {kind.key}:)" for name, kind in SOURCES.items())
+    names = ", ".join(f"{name} (section {key}:)" for name, key in SECTIONS.items())
     connect = commands.add_parser(
         "connect",
         help="run a marketplace connector: poll its API / receive its pushes, produce to Kafka",
@@ -586,7 +591,7 @@ def _connect_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "secrets come from the environment or files named in FILE. Sources: "
         f"{names}. Example configs: deploy/kpiwatch/connect.example.yaml.",
     )
-    connect.add_argument("source", choices=sorted(SOURCES), metavar="SOURCE")
+    connect.add_argument("source", choices=sorted(SECTIONS), metavar="SOURCE")
     connect.add_argument("--config", type=Path, required=True, metavar="FILE")
     connect.add_argument(
         "--once",
@@ -623,10 +628,7 @@ def _connect(args: argparse.Namespace) -> int:
     listen = _address(args.listen, "--listen")
     metrics = _address(args.metrics, "--metrics")
     options = Options(args.once, *listen, *metrics)
-    settings = _settings(args)
-    if args.redis:
-        settings = settings.model_copy(update={"redis_url": args.redis})
-    return asyncio.run(connect(args.source, args.config, settings, options))
+    return asyncio.run(connect(args.source, args.config, _settings(args), options))
 
 
 def _rules_check(args: argparse.Namespace) -> int:
@@ -646,9 +648,10 @@ def _rules_test(args: argparse.Namespace) -> int:
         counts[alert.rule][outcome] += 1
         print(transition_line(alert))
 
-    rejects = _Rejects(args)
+    options = _file_options(args)
+    rejects = _Rejects(args, options)
     try:
-        records = _records(args, rejects)
+        records = _records(args, options, rejects)
         report = replay(records, rules, record, rejects, reference=_reference(args))
     finally:
         rejects.close()
