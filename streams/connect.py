@@ -133,8 +133,8 @@ class ConnectorMetrics:
 
     def page(self, source: Source, page: Page) -> None:
         """A page is saved: count it and stamp the source's store as in sync."""
+        # Its rejected records are counted where they are dead-lettered (Producing.rejected).
         self.pages.labels(source.name).inc()
-        self.rejected.labels(source.name).inc(len(page.rejected))
         self.last_success.labels(source.name, store_of(source.name)).set(time.time())
         log.info(
             "%s: page saved, %d event(s), %d rejected",

@@ -4,6 +4,7 @@ every problem reported at once with its line; metrics and rotating tokens of `kp
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from connectors.checkpoint import MemoryCheckpoints
 from connectors.shopee import ShopeePush
 from connectors.shopify import ShopifyWebhooks
 from connectors.tiktok import TikTokWebhooks
-from rules.errors import ConfigError
+from rules.errors import ConfigError, InvalidEventError
 from sinks.config import SecretSource
 from streams.connect import ConnectorMetrics, load_section, store_of
 from streams.sources import AmazonSpSection, Context, rotating_token, secrets_of
@@ -286,3 +287,45 @@ async def test_a_source_that_dies_of_a_bug_stops_the_process_with_1() -> None:
         _forever(built, Section(), context, ConnectorMetrics(), Options()), 10
     )
     assert code == 1
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.raw: list[tuple[str, bytes]] = []
+
+    async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        self.raw.append((topic, value))
+
+
+class _OnePage:
+    name = "amazon_sp:orders:us-1"
+
+    async def pages(self, cursor: str | None) -> AsyncIterator[Page]:
+        yield Page(events=(), cursor="c1", rejected=[InvalidEventError("p1 o7", "bad currency")])
+
+
+async def test_a_rejected_record_of_a_polled_page_is_dead_lettered_and_counted_once() -> None:
+    from connectors.base import run_source
+    from streams.connect import Producing
+    from streams.settings import Settings
+
+    metrics, producer = ConnectorMetrics(), _Producer()
+    producing = Producing(producer, Settings(topic_prefix="t."), metrics, "amazon-sp")  # type: ignore[arg-type]
+    await run_source(
+        _OnePage(),
+        producing.events,
+        MemoryCheckpoints(),
+        on_rejected=producing.rejected,
+        on_page=metrics.page,
+    )
+    [(topic, value)] = producer.raw
+    assert topic == "t.dead-letter"
+    assert json.loads(value)["source"] == "p1 o7"
+    counted = [
+        sample.value
+        for family in metrics.registry.collect()
+        if family.name == "kpiwatch_connector_rejected"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    ]
+    assert counted == [1.0]
