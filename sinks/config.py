@@ -7,7 +7,7 @@ Secrets are never written in the file: a secret field names where to find it, `{
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -88,6 +88,34 @@ class SecretSource(BaseModel):
                 return f"secret file {self.file} is empty"
         self.set(value)
         return None
+
+
+def unresolved(
+    model: Any, environ: Mapping[str, str], where: tuple[int | str, ...] = ()
+) -> Iterator[tuple[tuple[int | str, ...], str]]:
+    """Read every SecretSource in a validated model (nested models, lists, dicts too); yield
+    (its place in the file, what is missing) for each one that could not be read."""
+    for place, secret in secrets_in(model, where):
+        missing = secret.resolve(environ)
+        if missing is not None:
+            yield place, missing
+
+
+def secrets_in(
+    model: Any, where: tuple[int | str, ...] = ()
+) -> Iterator[tuple[tuple[int | str, ...], SecretSource]]:
+    """Every SecretSource in a validated model, with its place in the file."""
+    if isinstance(model, SecretSource):
+        yield where, model
+    elif isinstance(model, BaseModel):
+        for name in type(model).model_fields:
+            yield from secrets_in(getattr(model, name), (*where, name))
+    elif isinstance(model, list | tuple):
+        for index, item in enumerate(model):
+            yield from secrets_in(item, (*where, index))
+    elif isinstance(model, dict):
+        for key, item in model.items():
+            yield from secrets_in(item, (*where, str(key)))
 
 
 UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

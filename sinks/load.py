@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from rules.errors import ConfigError, Problem
 from rules.yamlfile import line_of, parse_yaml, plain, problems_of
-from sinks.config import CONFIG_MODELS, Delivery, RouteConfig, SecretSource, SinkBase, SinksFile
+from sinks.config import CONFIG_MODELS, Delivery, RouteConfig, SinkBase, SinksFile, unresolved
 from sinks.registry import SINK_TYPES
 from sinks.route import Route, compile_route
 
@@ -138,15 +138,14 @@ def _validate(
 def _resolve(
     config: SinkBase, document: Any, index: int, source: str, environ: Mapping[str, str]
 ) -> list[Problem]:
-    problems = []
-    for field in type(config).model_fields:
-        secret = getattr(config, field)
-        if isinstance(secret, SecretSource):
-            missing = secret.resolve(environ)
-            if missing is not None:
-                line = line_of(document, ("sinks", index, field))
-                problems.append(Problem(source, line, f"sink {config.name!r}: {field}: {missing}"))
-    return problems
+    return [
+        Problem(
+            source,
+            line_of(document, where),
+            f"sink {config.name!r}: {'.'.join(str(p) for p in where[2:])}: {missing}",
+        )
+        for where, missing in unresolved(config, environ, ("sinks", index))
+    ]
 
 
 def _duplicates(configs: dict[int, SinkBase], document: Any, source: str) -> list[Problem]:

@@ -35,9 +35,10 @@ from connectors.checkpoint import RedisCheckpoints
 from connectors.kafka import EventProducer, ensure_topics
 from rules.errors import ConfigError, InvalidEventError, Problem, ServiceError
 from rules.yamlfile import line_of, parse_yaml, plain, problems_of
+from sinks.config import unresolved
 from streams.events import TOPICS, Event
 from streams.settings import Settings
-from streams.sources import SOURCES, Built, Context, Section, SourceKind, secrets_of
+from streams.sources import SOURCES, Built, Context, Section, SourceKind
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,9 @@ def _section(text: str, source: str, kind: SourceKind, environ: Mapping[str, str
         section = kind.model.model_validate(plain(document[kind.key]))
     except ValidationError as exc:
         raise ConfigError(problems + problems_of(exc, document, (kind.key,), source)) from exc
-    for where, secret in secrets_of(section, (kind.key,)):
-        missing = secret.resolve(environ)
-        if missing is not None:
-            name = ".".join(str(part) for part in where)
-            problems.append(Problem(source, line_of(document, where), f"{name}: {missing}"))
+    for where, missing in unresolved(section, environ, (kind.key,)):
+        name = ".".join(str(part) for part in where)
+        problems.append(Problem(source, line_of(document, where), f"{name}: {missing}"))
     if problems:
         raise ConfigError(problems)
     return section

@@ -11,7 +11,7 @@ Each entry here turns a validated section into Sources (polled, checkpointed) an
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
@@ -89,23 +89,6 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     poll_interval: Seconds = 300.0
-
-
-def secrets_of(
-    model: Any, where: tuple[int | str, ...] = ()
-) -> Iterator[tuple[tuple[int | str, ...], SecretSource]]:
-    """Every SecretSource in a validated section, with its place in the file."""
-    if isinstance(model, SecretSource):
-        yield where, model
-    elif isinstance(model, BaseModel):
-        for name in type(model).model_fields:
-            yield from secrets_of(getattr(model, name), (*where, name))
-    elif isinstance(model, list | tuple):
-        for index, item in enumerate(model):
-            yield from secrets_of(item, (*where, index))
-    elif isinstance(model, dict):
-        for key, item in model.items():
-            yield from secrets_of(item, (*where, str(key)))
 
 
 async def rotating_token(

@@ -19,9 +19,9 @@ from connectors.shopee import ShopeePush
 from connectors.shopify import ShopifyWebhooks
 from connectors.tiktok import TikTokWebhooks
 from rules.errors import ConfigError, InvalidEventError
-from sinks.config import SecretSource
+from sinks.config import SecretSource, secrets_in
 from streams.connect import ConnectorMetrics, load_section, store_of
-from streams.sources import AmazonSpSection, Context, rotating_token, secrets_of
+from streams.sources import AmazonSpSection, Context, rotating_token
 
 EXAMPLE = Path(__file__).parents[3] / "deploy" / "kpiwatch" / "connect.example.yaml"
 ENVIRON = {
@@ -74,7 +74,7 @@ def test_secret_files_are_read_and_stripped(tmp_path: Path) -> None:
     config = tmp_path / "connect.yaml"
     config.write_text(text)
     _, section = load_section(config, "shopee", ENVIRON)
-    secrets = [s for _, s in secrets_of(section)]
+    secrets = [s for _, s in secrets_in(section)]
     assert [s.get().get_secret_value() for s in secrets] == ["shopee-partner-key", "shopee-refresh"]
 
 
