@@ -237,6 +237,11 @@ class RawRecord(BaseModel):
     source: str
     value: bytes
     kind: EventKind | None = None
-
     def decode(self) -> Event:
+        return self.event
+
+    @functools.cached_property
+    def event(self) -> Event:
+        """The validated event, parsed once: a reader that checks records before handing them
+        on (connectors.files) would otherwise have every event parsed twice."""
         return decode(self.value, self.source, self.kind)
