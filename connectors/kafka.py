@@ -1,6 +1,9 @@
 """Put events on the Kafka topics: create the topics with the right partition count, then produce.
 
-Every event is keyed by store_id so one store's events stay in order on one partition.
+Every event goes to the `events` topic keyed by store_id, so one store's events stay in order on
+one partition; events that come in groups (an API page, a file) are packed, several of one store
+to a message (streams.events.pack), because a message costs the worker about as much as the
+rest of an event's processing.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from rules.errors import InvalidEventError, ServiceError
-from streams.events import TOPICS, Event, RawRecord, encode
+from streams.events import EVENTS_TOPIC, Event, RawRecord, encode_message, pack
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +96,18 @@ async def _partition_counts(
 
 
 class EventProducer:
-    """Validates and produces events to their topics (`prefix` + orders, ad-spend, inventory)."""
+    """Validates and produces events to the `events` topic (behind `prefix`), packed."""
 
     def __init__(self, bootstrap: str, prefix: str = "") -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
         )
-        self._prefix = prefix
+        self.topic = prefix + EVENTS_TOPIC
+        self.messages = 0
 
     async def __aenter__(self) -> EventProducer:
         await self._producer.start()
@@ -109,36 +117,47 @@ class EventProducer:
         await self._producer.stop()
 
     async def send(self, event: Event) -> None:
-        topic = self._prefix + TOPICS[event.type]
-        await self._producer.send(topic, encode(event), key=event.store_id.encode())
+        """One event, one message (queued; `flush` or `send_batch` wait for the broker)."""
+        await self._send([event])
 
     async def send_batch(self, events: Sequence[Event]) -> None:
-        """Send `events` and return once the broker acknowledged every one: the sink for
-        `connectors.base.run_source`, which checkpoints a cursor only after this returns."""
-        pending = [
-            await self._producer.send(
-                self._prefix + TOPICS[event.type], encode(event), key=event.store_id.encode()
-            )
-            for event in events
-        ]
+        """Send `events` packed per store and return once the broker acknowledged every one:
+        the sink for `connectors.base.run_source`, which checkpoints a cursor only after this
+        returns."""
+        pending = [await self._send(group) for group in pack(events)]
         await asyncio.gather(*pending)
+
+    async def _send(self, group: Sequence[Event]) -> asyncio.Future[object]:
+        self.messages += 1
+        future: asyncio.Future[object] = await self._producer.send(
+            self.topic, encode_message(group), key=group[0].store_id.encode()
+        )
+        return future
 
     async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Produce bytes as they are (tests use it to put bad input on a topic)."""
         await self._producer.send(topic, value, key=key)
 
+    async def flush(self) -> None:
+        await self._producer.flush()
+
     async def send_records(
         self, records: Iterable[RawRecord]
     ) -> tuple[int, list[InvalidEventError]]:
-        """Validate and send each record; return (sent, rejected) once all are acknowledged."""
-        sent, rejected = 0, []
-        for record in records:
-            try:
-                event = record.decode()
-            except InvalidEventError as exc:
-                rejected.append(exc)
-                continue
-            await self.send(event)
-            sent += 1
+        """Validate and send each record, packed as `kpiwatch replay` groups the same file;
+        return (sent, rejected) once all are acknowledged."""
+        rejected: list[InvalidEventError] = []
+
+        def valid() -> Iterable[Event]:
+            for record in records:
+                try:
+                    yield record.decode()
+                except InvalidEventError as exc:
+                    rejected.append(exc)
+
+        sent = 0
+        for group in pack(valid()):
+            await self._send(group)
+            sent += len(group)
         await self._producer.flush()
         return sent, rejected

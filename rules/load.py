@@ -75,10 +75,24 @@ class CompiledRule:
         return f"{self.file}:{self.line}" if self.line is not None else self.file
 
 
+@dataclass(frozen=True)
+class WindowPlan:
+    """The rules a scope is judged by over one window, and what they read: their KPIs and
+    guards (those the window has) and their baselines."""
+
+    window: str | None
+    rules: tuple[CompiledRule, ...]
+    names: tuple[str, ...]
+    baselines: tuple[Baseline, ...]
+
+
 class RuleSet:
-    """Compiled rules indexed by (kpi, scope level), and rules with filters also by the value of
-    their most selective filter: an update meets only the rules that can match it, so thousands
-    of per-store rules cost a store's update little more than its own."""
+    """Compiled rules indexed by scope level and KPI family, and rules with filters also by the
+    value of their most selective filter: a scope meets only the rules that can match it, so
+    thousands of per-store rules cost a store's update little more than its own. What a scope
+    (level, families, labels) is judged by is worked out once and remembered (`plan`)."""
+
+    PLANS_KEPT = 100_000
 
     def __init__(self, rules: Sequence[CompiledRule]) -> None:
         self.rules = tuple(rules)
@@ -87,6 +101,8 @@ class RuleSet:
         self._all: dict[tuple[str, Level], list[_Ranked]] = {}
         self._open: dict[tuple[str, Level], list[_Ranked]] = {}
         self._by_label: dict[tuple[str, Level, str, str], list[_Ranked]] = {}
+        self._plans: dict[tuple[Level, frozenset[str], tuple[str, ...]], tuple[WindowPlan, ...]]
+        self._plans = {}
         for ranked in enumerate(self.rules):
             self._add(ranked)
 
@@ -94,36 +110,84 @@ class RuleSet:
         rule = ranked[1]
         if rule.no_data is not None:
             return
-        key = (rule.kpi.name, rule.level)
-        self._all.setdefault(key, []).append(ranked)
-        filters = dict(rule.filters)
-        # Indexed under its most selective filter; `passes_filters` still checks them all.
-        label = next((name for name in INDEXED_LABELS if name in filters), None)
-        if label is None:
-            self._open.setdefault(key, []).append(ranked)
-            return
-        for value in filters[label]:
-            self._by_label.setdefault((*key, label, value), []).append(ranked)
+        for family in rule.kpi.families:
+            key = (family, rule.level)
+            self._all.setdefault(key, []).append(ranked)
+            filters = dict(rule.filters)
+            # Indexed under its most selective filter; `passes_filters` still checks them all.
+            label = next((name for name in INDEXED_LABELS if name in filters), None)
+            if label is None:
+                self._open.setdefault(key, []).append(ranked)
+                continue
+            for value in filters[label]:
+                self._by_label.setdefault((*key, label, value), []).append(ranked)
+
+    def plan(
+        self, level: Level, families: frozenset[str], labels: Mapping[str, str]
+    ) -> tuple[WindowPlan, ...]:
+        """The rules that judge a scope of `level` with `labels` when events of `families`
+        changed it, grouped by window in file order."""
+        values = tuple(labels.get(name, "") for name in INDEXED_LABELS)
+        key = (level, families, values)
+        found = self._plans.get(key)
+        if found is None:
+            if len(self._plans) >= self.PLANS_KEPT:
+                self._plans.clear()
+            found = self._plans[key] = self._make_plan(level, families, labels)
+        return found
+
+    def _make_plan(
+        self, level: Level, families: frozenset[str], labels: Mapping[str, str]
+    ) -> tuple[WindowPlan, ...]:
+        ranked: dict[int, CompiledRule] = {}
+        for family in families:
+            for rank, rule in self._open.get((family, level), ()):
+                ranked[rank] = rule
+            for label in INDEXED_LABELS:
+                if label in labels:
+                    for rank, rule in self._by_label.get((family, level, label, labels[label]), ()):
+                        ranked[rank] = rule
+        by_window: dict[str | None, list[CompiledRule]] = {}
+        for _, rule in sorted(ranked.items()):
+            if all(labels.get(name) in allowed for name, allowed in rule.filters):
+                by_window.setdefault(rule.window, []).append(rule)
+        return tuple(_window_plan(window, group) for window, group in by_window.items())
 
     def matching(
         self, kpis: Iterable[str], level: Level, labels: Mapping[str, str] | None = None
     ) -> list[CompiledRule]:
-        """The rules of these KPIs at this level (per KPI in file order); with the scope's
-        `labels`, only those whose indexed filter (if any) admits the scope."""
-        found: list[CompiledRule] = []
-        for kpi in kpis:
-            if labels is None:
-                found.extend(rule for _, rule in self._all.get((kpi, level), ()))
-                continue
-            ranked = [*self._open.get((kpi, level), ())]
-            for label in INDEXED_LABELS:
-                if label in labels:
-                    ranked.extend(self._by_label.get((kpi, level, label, labels[label]), ()))
-            found.extend(rule for _, rule in sorted(ranked, key=lambda r: r[0]))
-        return found
+        """The rules of these KPIs at this level (per KPI, in file order); with the scope's
+        `labels`, only those whose filters admit the scope. A scan: the engine uses `plan`."""
+        return [
+            rule
+            for kpi in kpis
+            for rule in self.rules
+            if rule.no_data is None
+            and rule.level == level
+            and rule.kpi.name == kpi
+            and (labels is None or all(labels.get(n) in a for n, a in rule.filters))
+        ]
 
     def __len__(self) -> int:
         return len(self.rules)
+
+
+def _window_plan(window: str | None, rules: list[CompiledRule]) -> WindowPlan:
+    names: dict[str, None] = {}
+    for rule in rules:
+        names[rule.kpi.name] = None
+        for guard in rule.guards:
+            names[guard.kpi] = None
+    kept = tuple(name for name in names if _has_window(name, window))
+    baselines = {r.baseline.key: r.baseline for r in rules if r.baseline is not None}
+    return WindowPlan(window, tuple(rules), kept, tuple(baselines.values()))
+
+
+def _has_window(name: str, window: str | None) -> bool:
+    spec = CATALOG.get(name)
+    if spec is None:
+        return False
+    return window in spec.windows if window is not None else not spec.windowed
 
 
 def load_paths(paths: Sequence[Path]) -> RuleSet:

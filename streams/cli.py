@@ -484,8 +484,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _kpis(args: argparse.Namespace) -> int:
-    from streams.embedded import replay
-    from streams.kpi import State, newest_event
+    from streams.embedded import State, reader, replay
     from streams.query import kpi_rows
 
     state, reference = State(), _reference(args)
@@ -496,9 +495,10 @@ def _kpis(args: argparse.Namespace) -> int:
         report = replay(records, RuleSet([]), lambda _: None, rejects, state, reference)
     finally:
         rejects.close()
-    at = args.at or newest_event(state)
+    view = reader(state, reference)
+    at = args.at or view.newest_event()
     try:
-        rows = kpi_rows(state, reference, args.by, args.window, at)
+        rows = kpi_rows(view, args.by, args.window, at)
     except ValueError as exc:
         raise KpiwatchError(str(exc)) from exc
     for row in rows:
@@ -532,14 +532,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _produce(args: argparse.Namespace) -> int:
     from connectors.kafka import EventProducer, ensure_topics
-    from streams.events import TOPICS
+    from streams.events import EVENTS_TOPIC
 
     settings = _settings(args)
     options = _file_options(args)
     rejects = _Rejects(args, options)
 
     async def run() -> tuple[int, list[InvalidEventError]]:
-        names = [settings.topic(name) for name in TOPICS.values()]
+        names = [settings.topic(EVENTS_TOPIC)]
         await ensure_topics(settings.kafka_bootstrap, names, settings.partitions)
         async with EventProducer(settings.kafka_bootstrap, settings.topic_prefix) as producer:
             return await producer.send_records(_records(args, options, rejects))

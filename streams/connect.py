@@ -36,7 +36,7 @@ from connectors.kafka import EventProducer, ensure_topics
 from rules.errors import ConfigError, InvalidEventError, Problem, ServiceError
 from rules.yamlfile import line_of, parse_yaml, plain, problems_of
 from sinks.config import unresolved
-from streams.events import TOPICS, Event
+from streams.events import EVENTS_TOPIC, Event
 from streams.settings import Settings
 from streams.sources import SOURCES, Built, Context, Section, SourceKind
 
@@ -220,7 +220,7 @@ async def connect(name: str, config: Path, settings: Settings, options: Options)
             "kpiwatch connect keeps its cursors in Redis: set KPIWATCH_REDIS_URL "
             "(e.g. redis://127.0.0.1:6379/0)"
         )
-    names = [settings.topic(t) for t in (*TOPICS.values(), DEAD_LETTER)]
+    names = [settings.topic(t) for t in (EVENTS_TOPIC, DEAD_LETTER)]
     await ensure_topics(settings.kafka_bootstrap, names, settings.partitions)
     metrics = ConnectorMetrics()
     if options.metrics_port and not options.once:

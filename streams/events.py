@@ -1,19 +1,28 @@
 """The event contract: what connectors put on the Kafka topics, validated the same way everywhere.
 
 Events are JSON on the wire, keyed by `store_id` so one store's events keep their order on one
-partition. Anything that does not validate raises `InvalidEventError` with a reason a person can
-act on; callers dead-letter it and carry on.
+partition. All kinds go to one topic, `events`, so that a store's orders, ad reports and stock
+snapshots are read in the order they were produced (the per-kind topics `orders`, `ad-spend` and
+`inventory` are still read, for producers written before). A message holds one event (a JSON
+object) or several events of one store (a JSON array, see `pack`): Kafka costs the worker about
+as much per message as the whole rest of an event's processing, so producers that have events in
+groups (an API page, a file, a burst of webhooks) send them together.
+
+Anything that does not validate raises `InvalidEventError` with a reason a person can act on;
+callers dead-letter it (one event of a message at a time) and carry on.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
 import iso4217
+import pydantic_core
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -23,6 +32,7 @@ from pydantic import (
     PositiveInt,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -33,7 +43,10 @@ Platform = Literal["amazon", "walmart", "shopify", "shopee", "lazada", "tiktok",
 EventKind = Literal["order", "ad_spend", "inventory"]
 OrderStatus = Literal["placed", "shipped", "delivered", "cancelled", "returned", "refunded"]
 
-# Topic names per event kind (before any deployment prefix).
+# The topic every kind of event goes to (before any deployment prefix).
+EVENTS_TOPIC: Final = "events"
+# The per-kind topics of the first event contract, still read: an event on them may leave out
+# `type`, which the topic gives. Their kinds are read in arrival order, not produce order.
 TOPICS: Final[dict[EventKind, str]] = {
     "order": "orders",
     "ad_spend": "ad-spend",
@@ -44,6 +57,7 @@ TOPICS: Final[dict[EventKind, str]] = {
 # an epoch in milliseconds read as seconds), and counting the event would poison the KPIs.
 MAX_AMOUNT: Final = Decimal("100000000")
 MAX_QUANTITY: Final = 100_000
+MAX_LINES: Final = 1_000
 MIN_YEAR, MAX_YEAR = 2000, 2100
 
 # No control characters: ids go into table keys joined by one (streams.kpi.SEP), and into logs.
@@ -68,11 +82,15 @@ class Money(_Strict):
 
     @field_validator("amount", mode="before")
     @classmethod
-    def _no_float(cls, value: Any) -> Any:
-        # A JSON float has already lost the cent; insist on a string or an integer.
-        if isinstance(value, float):
-            raise ValueError('amount must be a string or an integer, not a float (e.g. "12.34")')
-        return value
+    def _no_float(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, float):
+            return value
+        if info.mode == "json":
+            # A JSON number, parsed through a double: its shortest form is the number as
+            # written for every amount within bounds (at most 15 significant digits).
+            return Decimal(repr(value))
+        # A Python float has already lost the cent; insist on a string or an integer.
+        raise ValueError('amount must be a string or an integer, not a float (e.g. "12.34")')
 
     @field_validator("currency")
     @classmethod
@@ -131,7 +149,7 @@ class OrderEvent(EventBase):
     type: Literal["order"] = "order"
     order_id: Text
     status: OrderStatus
-    lines: Annotated[list[OrderLine], Field(min_length=1)]
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_LINES)]
     fulfillment_channel: Literal["marketplace", "merchant"] = "merchant"
     ship_by: AwareDatetime | None = None
     shipped_at: AwareDatetime | None = None
@@ -182,37 +200,99 @@ class InventoryEvent(EventBase):
 
 
 Event = OrderEvent | AdSpendEvent | InventoryEvent
-_ANY_EVENT: Final[TypeAdapter[Event]] = TypeAdapter(Annotated[Event, Field(discriminator="type")])
-_BY_KIND: Final[dict[EventKind, type[EventBase]]] = {
-    "order": OrderEvent,
-    "ad_spend": AdSpendEvent,
-    "inventory": InventoryEvent,
+_Tagged = Annotated[Event, Field(discriminator="type")]
+_ANY_EVENT: Final[TypeAdapter[Event]] = TypeAdapter(_Tagged)
+_MANY_EVENTS: Final[TypeAdapter[list[Event]]] = TypeAdapter(list[_Tagged])
+_BY_KIND: Final[dict[EventKind, TypeAdapter[Any]]] = {
+    "order": TypeAdapter(OrderEvent),
+    "ad_spend": TypeAdapter(AdSpendEvent),
+    "inventory": TypeAdapter(InventoryEvent),
 }
 
 
 def decode(raw: bytes | str, source: str, kind: EventKind | None = None) -> Event:
-    """Parse and validate one event; `kind` is fixed by the topic, or read from `type` in files.
+    """Parse and validate one event; `kind` is fixed by a per-kind topic, else read from `type`.
 
-    Raises InvalidEventError naming `source` (topic/partition/offset or file:line) and the reason.
+    JSON numbers are read through a double, which is exact for every amount an event may carry
+    (at most 100,000,000 with the currency's minor digits); money written as strings is exact
+    whatever it is. Raises InvalidEventError naming `source` (topic/partition/offset or
+    file:line) and the reason.
     """
     try:
-        # Decimal for JSON numbers: 19.99 stays exactly 19.99 on its way to minor units.
-        data = json.loads(raw, parse_float=Decimal)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEventError(source, f"not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidEventError(source, f"expected a JSON object, got {type(data).__name__}")
+        if kind is None:
+            return _ANY_EVENT.validate_json(raw)
+        event: Event = _BY_KIND[kind].validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidEventError(source, _reason(exc, raw, kind)) from exc
+    return event
+
+
+def decode_message(
+    raw: bytes | None, source: str, kind: EventKind | None = None
+) -> list[Event | InvalidEventError]:
+    """The events of one Kafka message: a JSON object is one event, a JSON array several (of
+    one store). A bad element is an InvalidEventError in its place, its source ending in
+    `#<index>`; the valid ones around it are kept. One validation pass for the common case."""
+    if raw is None or raw.lstrip()[:1] != b"[":
+        try:
+            return [decode(raw if raw is not None else b"", source, kind)]
+        except InvalidEventError as exc:
+            return [exc]
     try:
         if kind is None:
-            return _ANY_EVENT.validate_python(data)
-        if data.get("type", kind) != kind:
-            raise InvalidEventError(source, f"a {data['type']!r} event on the {kind!r} topic")
-        event = _BY_KIND[kind].model_validate(data)
-    except ValidationError as exc:
-        raise InvalidEventError(source, describe(exc)) from exc
-    if not isinstance(event, OrderEvent | AdSpendEvent | InventoryEvent):  # pragma: no cover
-        raise InvalidEventError(source, f"unexpected event class {type(event).__name__}")
-    return event
+            return list(_MANY_EVENTS.validate_json(raw))
+    except ValidationError:
+        pass  # one bad element (or bad JSON): judge each element on its own below
+    return _each_element(raw, source, kind)
+
+
+def _each_element(
+    raw: bytes, source: str, kind: EventKind | None
+) -> list[Event | InvalidEventError]:
+    try:
+        items = pydantic_core.from_json(raw)
+    except ValueError as exc:
+        return [InvalidEventError(source, f"not valid JSON: {exc}")]
+    found: list[Event | InvalidEventError] = []
+    for index, item in enumerate(items):
+        where = f"{source}#{index}"
+        try:
+            found.append(decode(pydantic_core.to_json(item), where, kind))
+        except InvalidEventError as exc:
+            found.append(exc)
+    return found
+
+
+def _reason(exc: ValidationError, raw: bytes | str, kind: EventKind | None) -> str:
+    errors = exc.errors(include_url=False)
+    first = errors[0] if errors else None
+    if first is not None and first["type"] == "json_invalid":
+        return f"not valid JSON: {first['msg'].removeprefix('Invalid JSON: ')}"
+    if first is not None and not first["loc"] and first["type"] in _NOT_AN_OBJECT:
+        return f"expected a JSON object, got {_json_kind(raw)}"
+    for error in errors:
+        if kind is not None and error["loc"] == ("type",) and error["type"] == "literal_error":
+            return f"a {error['input']!r} event on the {kind!r} topic"
+        if error["type"] == "union_tag_not_found":
+            return f"type: missing; say which event this is: {', '.join(map(repr, KINDS))}"
+        if error["type"] == "union_tag_invalid":
+            found = error.get("ctx", {}).get("tag")
+            return f"type: {found!r} is not one of {', '.join(map(repr, KINDS))}"
+    return describe(exc)
+
+
+_NOT_AN_OBJECT: Final = ("model_type", "model_attributes_type", "dict_type")
+KINDS: Final[tuple[EventKind, ...]] = ("order", "ad_spend", "inventory")
+
+
+def _json_kind(raw: bytes | str) -> str:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return "something else"
+    return {list: "list", str: "str", int: "int", float: "float", bool: "bool"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def describe(exc: ValidationError) -> str:
@@ -229,6 +309,59 @@ def encode(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
 
+def encode_message(events: Sequence[Event]) -> bytes:
+    """One Kafka message: a single event as an object, several (of one store) as an array."""
+    if len(events) == 1:
+        return encode(events[0])
+    return _MANY_EVENTS.dump_json(list(events))
+
+
+# A packed message holds at most this many events, and this many events plus order lines, so
+# that it stays well under Kafka's 1 MiB message limit whatever the events hold.
+PACK_EVENTS: Final = 500
+PACK_WEIGHT: Final = 1_000
+
+
+def weight(event: Event) -> int:
+    return 1 + (len(event.lines) if isinstance(event, OrderEvent) else 0)
+
+
+def pack(
+    events: Iterable[Event], max_events: int = PACK_EVENTS, max_weight: int = PACK_WEIGHT
+) -> Iterator[list[Event]]:
+    """Group a stream of events into messages: each store's events in order, one group per store
+    until the stream's event time reaches the next whole UTC hour (or the group is full).
+
+    A pure function of the sequence: `kpiwatch produce` and `kpiwatch replay` group a file the
+    same way, and rules judge a store after each group, so both runtimes see the same moments.
+    Groups come out in the order they were started; a store's groups in its own order. Closing
+    every group at the hour keeps a time-ordered stream in time order from hour to hour, which
+    the no-data and rollup judgments at whole hours rely on."""
+    open_groups: dict[str, list[Event]] = {}
+    weights: dict[str, int] = {}
+    hour: int | None = None
+    for event in events:
+        moment = int(event.occurred_at.timestamp()) // 3600
+        if hour is not None and moment > hour:
+            yield from open_groups.values()
+            open_groups.clear()
+            weights.clear()
+        hour = moment if hour is None else max(hour, moment)
+        store = event.store_id
+        group = open_groups.get(store)
+        if group is not None and (
+            len(group) >= max_events or weights[store] + weight(event) > max_weight
+        ):
+            yield open_groups.pop(store)
+            group = None
+        if group is None:
+            group = open_groups[store] = []
+            weights[store] = 0
+        group.append(event)
+        weights[store] += weight(event)
+    yield from open_groups.values()
+
+
 class RawRecord(BaseModel):
     """Undecoded bytes and where they came from (`topic/partition/offset` or `file:line`)."""
 
@@ -237,6 +370,7 @@ class RawRecord(BaseModel):
     source: str
     value: bytes
     kind: EventKind | None = None
+
     def decode(self) -> Event:
         return self.event
 

@@ -1,25 +1,24 @@
-"""KPI aggregation: events in, counters per (scope, period) updated, what changed out.
+"""KPI aggregation: events in, versioned entities and counters per store hour and day updated,
+what changed out (the touched scopes to judge, and the store hours to roll up).
 
-State lives in MutableMappings of JSON-able values: Faust tables in the Kafka runtime, dicts in
-the embedded one. Every write is a whole-value assignment, which is what makes a Faust table
-record it in its changelog. Keys of store-based state start with the store's identity, so one
-store's state can be found (and expired) while processing that store's events, whose Kafka
-partition is the one the state was written from.
+Each event is normalised once into a fact (its store's identity and zone, its version time, its
+contribution in the selling currency's minor units). Orders, ad intervals and stock snapshots
+are versioned entities: the newest version by event time wins whatever order versions arrive in
+(a retried "placed" after a "cancelled" changes nothing; an ad restatement older than the
+figures already held is ignored), an exact duplicate changes nothing, and on a tie of times the
+later arrival wins (a corrected export row). An order's figures stay in the hour and day of its
+placement, its earliest known version. The counters of a scope are the sum of its entities'
+contributions, kept per local hour (with the entities) and per local day.
 
-Orders and ad intervals go through a ledger: what an order (or an ad interval) contributes is
-remembered per scope, and a later event for the same order or interval replaces that
-contribution in the buckets of its original time instead of adding to it: a cancellation undoes
-a sale on the day it was placed, an Amazon Ads restatement replaces the earlier figures.
-
-Money is counted in integer minor units twice: in the selling currency (`gmv:JPY`) and in the
-reporting currency (`gmv`), converted once per contribution at the rate of its local day. A
-contribution without a rate counts in `fx_missing`, which makes reporting-currency KPIs
-undefined rather than quietly short.
+Money is counted in integer minor units per currency (`gmv:JPY`); the reporting currency is
+applied when values are read (streams.values), a day at that day's rate, so a day's total equals
+its local total times the rate, rounded once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, MutableMapping
+import bisect
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -27,414 +26,258 @@ from zoneinfo import ZoneInfo
 
 from rules.errors import InvalidEventError
 from rules.kpis import CAMPAIGN, LEVEL_LABELS, LEVEL_NAMES, MARKETPLACE, ROLLUPS, SKU, STORE, Level
-from streams.events import (
-    AdSpendEvent,
-    Event,
-    InventoryEvent,
-    OrderEvent,
-    OrderLine,
-    minor_unit_exponent,
-)
+from streams.events import AdSpendEvent, Event, OrderEvent, minor_unit_exponent
 from streams.reference import Reference
-from streams.windows import hour_period, local_day, marketplace_zone
+from streams.state import DAY, HOUR, META, RS, SEP, STOCK, StateStore, state_key, store_key
+from streams.windows import epoch_us, hour_day, hour_of_day, hour_start, marketplace_zone
 
-Table = MutableMapping[str, Any]
 Counters = dict[str, int]
 
-# How long buckets are kept, by grain: enough for the longest window (28d, month-to-date) and
-# for baselines of several past weeks. An event older than the daily retention is late.
-# Day-bucket counters named SHAPE + local hour hold the orders of that hour (see with_shape).
+# How long state is kept behind a store's newest event: long enough for the longest window
+# (28d, month-to-date) and for baselines of several past weeks. Older events are late.
+RETENTION: Final = timedelta(days=63)
+RETENTION_US: Final = int(RETENTION.total_seconds()) * 1_000_000
+# Expired keys deleted per batch and partition: the rest waits for the next batch.
+EXPIRE_PER_BATCH: Final = 500
+# Day-bucket counters named SHAPE + local hour hold the orders placed in that hour (baselines).
 SHAPE: Final = "orders@"
-RETENTION: Final = {"h": timedelta(hours=72), "d": timedelta(days=63)}
-
-
-@dataclass
-class State:
-    """Everything the engine remembers; the names are the Faust table names too."""
-
-    seen: Table = field(default_factory=dict)
-    ledger: Table = field(default_factory=dict)
-    buckets: Table = field(default_factory=dict)
-    inventory: Table = field(default_factory=dict)
-    alerts: Table = field(default_factory=dict)
-    marks: Table = field(default_factory=dict)
-    rollups: Table = field(default_factory=dict)
+STATUS_CANCELLED: Final = "cancelled"
+RETURNED: Final = frozenset({"returned", "refunded"})
+ORDERS: Final = frozenset({"orders"})
+ADS: Final = frozenset({"ads"})
+STOCK_FAMILY: Final = frozenset({"inventory"})
+SKU_PREFIX: Final = "s" + SEP
+CAMPAIGN_PREFIX: Final = "c" + SEP
 
 
 class LateEventError(InvalidEventError):
-    """An event older than the retention of the buckets it belongs to."""
+    """An event older than the retention of the state it belongs to."""
 
 
-@dataclass(frozen=True)
+# ---------------------------------------------------------------- scopes
+
+
+@dataclass(frozen=True, slots=True)
 class Scope:
+    """A scope whose KPIs rules judge: a store, one of its SKUs or campaigns, or a cross-store
+    rollup. `id` names it uniquely; `store` and `suffix` locate a store scope's counters."""
+
     level: Level
     labels: dict[str, str]
     zone: str
+    id: str
+    store: str = ""
+    suffix: str = ""
 
-    @property
-    def key(self) -> str:
-        values = [self.labels[name] for name in LEVEL_LABELS[self.level]]
-        if self.level in ROLLUPS:
-            return key(LEVEL_NAMES[self.level], *values)
-        # store identity first: see the module docstring
-        return key(*values[:3], LEVEL_NAMES[self.level], *values[3:])
+    def __hash__(self) -> int:
+        return hash(self.id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Touch:
-    """A scope whose counters (or inventory) an event changed, and the periods it touched."""
+    """A scope an event (or a message's events) changed, in which local period, when."""
 
     scope: Scope
     families: frozenset[str]
     day: date
-    hour: str | None
+    hour: int | None  # the local hour's start (epoch seconds); None: judged per day only
     at: datetime
-    table: str = "buckets"
 
 
-@dataclass
-class Update:
-    touches: list[Touch] = field(default_factory=list)
-    rollups: list[dict[str, Any]] = field(default_factory=list)
+@dataclass(frozen=True, slots=True)
+class StoreRef:
+    """A store's identity, zone and labels (the owning team from the reference data)."""
+
+    key: str
+    platform: str
+    marketplace: str
+    store_id: str
+    zone: ZoneInfo
+    labels: dict[str, str]
+    scopes: dict[str, Scope] = field(default_factory=dict)
+
+    def scope(self, suffix: str = "") -> Scope:
+        found = self.scopes.get(suffix)
+        if found is None:
+            found = self.scopes[suffix] = self._scope(suffix)
+        return found
+
+    def _scope(self, suffix: str) -> Scope:
+        if not suffix:
+            return Scope(STORE, self.labels, self.zone.key, self.key + RS, self.key, "")
+        kind, value = suffix.split(SEP, 1)
+        level, label = (SKU, "sku") if kind == "s" else (CAMPAIGN, "campaign")
+        labels = {**self.labels, label: value}
+        return Scope(level, labels, self.zone.key, self.key + RS + suffix, self.key, suffix)
 
 
-# Ids are validated free of control characters (streams.events.Text), so this separator keeps
-# keys unambiguous; joining is ~25 times cheaper than json.dumps, which cost 13% of the pipeline.
-SEP: Final = "\x1f"
+class Stores:
+    """StoreRefs made once per store (zone lookup, team from the reference)."""
+
+    def __init__(self, reference: Reference) -> None:
+        self.reference = reference
+        self._refs: dict[tuple[str, str, str], StoreRef] = {}
+
+    def ref(self, platform: str, marketplace: str, store_id: str) -> StoreRef:
+        found = self._refs.get((platform, marketplace, store_id))
+        if found is None:
+            labels = {"platform": platform, "marketplace": marketplace, "store": store_id}
+            team = self.reference.teams.get((platform, marketplace, store_id))
+            if team is not None:
+                labels["team"] = team
+            found = StoreRef(
+                store_key(platform, marketplace, store_id),
+                platform,
+                marketplace,
+                store_id,
+                marketplace_zone(platform, marketplace),
+                labels,
+            )
+            self._refs[(platform, marketplace, store_id)] = found
+        return found
+
+    def by_key(self, key: str) -> StoreRef:
+        platform, marketplace, store_id = key.split(SEP)
+        return self.ref(platform, marketplace, store_id)
 
 
-def key(*parts: str) -> str:
-    """An unambiguous table key from parts."""
-    return SEP.join(parts)
+# ---------------------------------------------------------------- facts
 
 
-def store_prefix(platform: str, marketplace: str, store: str) -> str:
-    """The prefix every store-based key of this store starts with."""
-    return key(platform, marketplace, store) + SEP
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One event, normalised: its store, times, and what it says in minor units."""
+
+    store: StoreRef
+    event_id: str
+    at: datetime  # occurred_at
+    at_us: int  # the version: occurred_at (as_of for stock), epoch microseconds
+    kind: str  # order | ad_spend | inventory
+    key: str  # order id; campaign SEP sku SEP start SEP end; sku SEP warehouse
+    body: list[Any]  # the entity's content (see _order_body, _ad_body)
+    moment: datetime  # the time lateness is judged by (interval start for ads)
+    occurred_us: int
+    moment_us: int
 
 
-def apply_event(state: State, reference: Reference, event: Event, partition: int = 0) -> Update:
-    """Fold one event into the state. Raises LateEventError for events past retention.
-    `partition` is the Kafka partition the event came from (0 in the embedded runtime)."""
-    prefix = store_prefix(event.platform, event.marketplace, event.store_id)
-    seen_key = prefix + event.event_id
-    if seen_key in state.seen:
-        return Update()
-    _check_lateness(state, prefix, event)
-    state.seen[seen_key] = event.occurred_at.isoformat()
+def facts(event: Event, stores: Stores) -> Fact:
+    store = stores.ref(event.platform, event.marketplace, event.store_id)
+    at = event.occurred_at
+    at_us = epoch_us(at)
     if isinstance(event, OrderEvent):
-        update = _apply_order(state, reference, event, prefix)
-    elif isinstance(event, AdSpendEvent):
-        update = _apply_ad(state, reference, event, prefix)
-    else:
-        update = _apply_inventory(state, reference, event, prefix)
-    _advance_mark(state, "store", prefix, event.occurred_at, partition)
-    return update
-
-
-def _check_lateness(state: State, prefix: str, event: Event) -> None:
-    mark = state.marks.get(prefix)
-    moment = event.interval_start if isinstance(event, AdSpendEvent) else event.occurred_at
-    if mark is None:
-        return
-    oldest = datetime.fromisoformat(mark["watermark"]) - RETENTION["d"]
-    if moment < oldest:
-        raise LateEventError(
-            f"{event.store_id}/{event.event_id}",
-            f"late: {moment.isoformat()} is more than {RETENTION['d'].days} days before the "
-            f"newest event of store {event.store_id} ({mark['watermark']})",
+        body = _order_body(event, stores.reference)
+        return Fact(
+            store, event.event_id, at, at_us, "order", event.order_id, body, at, at_us, at_us
         )
+    if isinstance(event, AdSpendEvent):
+        start, end = epoch_us(event.interval_start), epoch_us(event.interval_end)
+        key = SEP.join((event.campaign_id, event.sku or "", str(start), str(end)))
+        body = _ad_body(event)
+        begins = event.interval_start
+        return Fact(store, event.event_id, at, at_us, "ad_spend", key, body, begins, at_us, start)
+    key = SEP.join((event.sku, event.warehouse))
+    body = [event.available, event.inbound, event.reserved]
+    version = epoch_us(event.as_of)
+    return Fact(store, event.event_id, at, version, "inventory", key, body, at, at_us, at_us)
 
 
-Sweep = tuple[Table, Callable[[Any, datetime], bool]]
+def _order_body(event: OrderEvent, reference: Reference) -> list[Any]:
+    """[status, is_test, currency, lines]; a line is [sku, quantity, gross minor, cost minor or
+    -1 when the unit cost is unknown, cost currency]. The cost is fixed when the version is
+    taken, so a later change of the cost file cannot unbalance what is subtracted."""
+    lines = []
+    for line in event.lines:
+        cost = reference.costs.get((event.platform, event.marketplace, event.store_id, line.sku))
+        cost_minor, cost_currency = -1, ""
+        if cost is not None:
+            exponent = minor_unit_exponent(cost.currency)
+            cost_minor = int((cost.value * line.quantity).scaleb(exponent))
+            cost_currency = cost.currency
+        gross = line.unit_price.minor_units() * line.quantity
+        lines.append([line.sku, line.quantity, gross, cost_minor, cost_currency])
+    return [event.status, int(event.is_test), event.currency, lines]
 
 
-def _advance_mark(state: State, kind: str, prefix: str, moment: datetime, partition: int) -> None:
-    """Track the newest event time of a store (or rollup scope) and the partition its state is
-    written from; once a day per partition, expire what is past retention."""
-    mark = state.marks.get(prefix)
-    newest = moment if mark is None else max(datetime.fromisoformat(mark["watermark"]), moment)
-    if mark is None or newest.isoformat() != mark["watermark"] or mark["p"] != partition:
-        state.marks[prefix] = {"watermark": newest.isoformat(), "p": partition, "kind": kind}
-    sweep_key = f"{SEP}sweep{SEP}{kind}{SEP}{partition}"  # no store prefix starts with SEP
-    today = newest.astimezone(UTC).date().isoformat()
-    done = state.marks.get(sweep_key)
-    if done is not None and done["day"] >= today:
-        return
-    state.marks[sweep_key] = {"day": today}
-    if done is not None:
-        expire(state, kind, partition)
-
-
-def expire(state: State, kind: str, partition: int) -> int:
-    """Delete the state past retention of every store (or rollup scope) whose events come from
-    `partition`, each against its own newest event time. One pass per table: a Faust table
-    may only be changed for keys of the partition being processed, which is why it is per
-    partition and not per table."""
-    watermarks = {
-        prefix: datetime.fromisoformat(mark["watermark"])
-        for prefix, mark in list(state.marks.items())
-        if not prefix.startswith(SEP) and mark["kind"] == kind and mark["p"] == partition
-    }
-    if kind == "store":
-        sweeps: list[Sweep] = [
-            (state.buckets, _bucket_end),
-            (state.ledger, _ledger_time),
-            (state.seen, _seen_time),
-        ]
-        owner: Callable[[str], str] = _store_of
-    else:
-        sweeps, owner = [(state.rollups, _bucket_end)], _rollup_scope_of
-    removed = 0
-    for table, expired in sweeps:
-        old = [
-            k
-            for k, v in list(table.items())
-            if (now := watermarks.get(owner(k))) is not None and expired(v, now)
-        ]
-        for stale in old:
-            del table[stale]
-        removed += len(old)
-    return removed
-
-
-def store_marks(state: State) -> list[tuple[tuple[str, str, str], datetime]]:
-    """((platform, marketplace, store), newest event time) of every store seen."""
+def _ad_body(event: AdSpendEvent) -> list[Any]:
+    """[currency, impressions, clicks, attributed orders, spend minor, sales minor]."""
     return [
-        (tuple(prefix.split(SEP)[:3]), datetime.fromisoformat(mark["watermark"]))  # type: ignore[misc]
-        for prefix, mark in list(state.marks.items())
-        if not prefix.startswith(SEP) and mark.get("kind") == "store"
+        event.spend.currency,
+        event.impressions,
+        event.clicks,
+        event.attributed_orders,
+        event.spend.minor_units(),
+        event.attributed_sales.minor_units(),
     ]
-
-
-def newest_event(state: State) -> datetime | None:
-    """The newest event time of any store (the default `--at` of `kpiwatch kpis`)."""
-    times = [moment for _, moment in store_marks(state)]
-    return max(times) if times else None
-
-
-def _store_of(table_key: str) -> str:
-    return SEP.join(table_key.split(SEP, 3)[:3]) + SEP
-
-
-def _rollup_scope_of(bucket: str) -> str:
-    return bucket.rsplit(SEP, 2)[0] + SEP
-
-
-def _bucket_end(value: Any, now: datetime) -> bool:
-    return datetime.fromisoformat(value["end"]) < now - RETENTION[value["grain"]]
-
-
-def _ledger_time(value: Any, now: datetime) -> bool:
-    return datetime.fromisoformat(value["at"]) < now - RETENTION["d"]
-
-
-def _seen_time(value: Any, now: datetime) -> bool:
-    return datetime.fromisoformat(value) < now - RETENTION["d"]
 
 
 # ---------------------------------------------------------------- contributions
 
 
-def order_counters(
-    event: OrderEvent, lines: list[OrderLine], reference: Reference, day: date
-) -> Counters:
-    """What an order (or its lines of one SKU) counts for, given its latest status."""
-    if event.is_test:
+def order_parts(body: list[Any]) -> dict[str, Counters]:
+    """What an order counts for, per scope suffix ("" store, "s<US>sku" per SKU)."""
+    status, test, currency, lines = body
+    if test:
         return {}
-    if event.status == "cancelled":
-        return {"cancelled_orders": 1}
-    currency = event.currency
-    units = sum(line.quantity for line in lines)
-    gmv = sum(line.unit_price.minor_units() * line.quantity for line in lines)
-    counters: Counters = {"orders": 1, "units": units}
-    _money(counters, "gmv", gmv, currency, reference, day)
+    by_sku: dict[str, list[list[Any]]] = {}
     for line in lines:
-        _cost(counters, event, line, reference, day)
-    if event.status in ("returned", "refunded"):
+        by_sku.setdefault(SKU_PREFIX + line[0], []).append(line)
+    if status == STATUS_CANCELLED:
+        return {suffix: {"cancelled_orders": 1} for suffix in ("", *by_sku)}
+    parts = {"": _order_counters(status, currency, lines)}
+    for suffix, group in by_sku.items():
+        parts[suffix] = _order_counters(status, currency, group)
+    return parts
+
+
+def _order_counters(status: str, currency: str, lines: list[list[Any]]) -> Counters:
+    units = sum(line[1] for line in lines)
+    gross = sum(line[2] for line in lines)
+    counters: Counters = {"orders": 1, "units": units, "gmv:" + currency: gross}
+    for _, _, _, cost, cost_currency in lines:
+        if cost < 0:
+            counters["cost_missing"] = counters.get("cost_missing", 0) + 1
+        else:
+            name = "cost:" + cost_currency
+            counters[name] = counters.get(name, 0) + cost
+    if status in RETURNED:
         counters["returned_units"] = units
-        _money(counters, "refunds", gmv, currency, reference, day)
+        counters["refunds:" + currency] = gross
     return counters
 
 
-def ad_counters(event: AdSpendEvent, reference: Reference, day: date) -> Counters:
-    counters: Counters = {
-        "clicks": event.clicks,
-        "impressions": event.impressions,
-        "ad_orders": event.attributed_orders,
+def ad_parts(key: str, body: list[Any]) -> dict[str, Counters]:
+    campaign, sku, _, _ = key.split(SEP)
+    currency, impressions, clicks, orders, spend, sales = body
+    counters = {
+        "impressions": impressions,
+        "clicks": clicks,
+        "ad_orders": orders,
+        "ad_spend:" + currency: spend,
+        "ad_sales:" + currency: sales,
     }
-    currency = event.spend.currency
-    _money(counters, "ad_spend", event.spend.minor_units(), currency, reference, day)
-    _money(counters, "ad_sales", event.attributed_sales.minor_units(), currency, reference, day)
-    return counters
+    parts = {"": counters, CAMPAIGN_PREFIX + campaign: counters}
+    if sku:
+        parts[SKU_PREFIX + sku] = counters
+    return parts
 
 
-def _money(
-    counters: Counters, name: str, minor: int, currency: str, reference: Reference, day: date
-) -> None:
-    counters[f"{name}:{currency}"] = counters.get(f"{name}:{currency}", 0) + minor
-    converted = reference.fx.convert_minor(minor, currency, day)
-    if converted is None:
-        counters["fx_missing"] = counters.get("fx_missing", 0) + 1
-    else:
-        counters[name] = counters.get(name, 0) + converted
-
-
-def _cost(
-    counters: Counters, event: OrderEvent, line: OrderLine, reference: Reference, day: date
-) -> None:
-    cost = reference.costs.get((event.platform, event.marketplace, event.store_id, line.sku))
-    converted = None
-    if cost is not None:
-        minor = int((cost.value * line.quantity).scaleb(minor_unit_exponent(cost.currency)))
-        converted = reference.fx.convert_minor(minor, cost.currency, day)
-    if converted is None:
-        counters["cost_missing"] = counters.get("cost_missing", 0) + 1
-    else:
-        counters["cost"] = counters.get("cost", 0) + converted
-
-
-# ---------------------------------------------------------------- orders, ads, inventory
-
-
-def store_scope(event: Event, reference: Reference) -> Scope:
-    """The store-level scope of an event; SKU and campaign scopes derive from it."""
-    zone = marketplace_zone(event.platform, event.marketplace).key
-    labels = {"platform": event.platform, "marketplace": event.marketplace, "store": event.store_id}
-    team = reference.teams.get((event.platform, event.marketplace, event.store_id))
-    if team is not None:
-        labels["team"] = team
-    return Scope(STORE, labels, zone)
-
-
-def _sub(scope: Scope, level: Level, **extra: str) -> Scope:
-    return Scope(level, {**scope.labels, **extra}, scope.zone)
-
-
-def _apply_order(state: State, reference: Reference, event: OrderEvent, prefix: str) -> Update:
-    ledger_key = prefix + key("order", event.order_id)
-    entry = state.ledger.get(ledger_key)
-    t0 = datetime.fromisoformat(entry["at"]) if entry else event.occurred_at
-    store = store_scope(event, reference)
-    day = local_day(t0, marketplace_zone(event.platform, event.marketplace)).label
-    parts: dict[str, tuple[Scope, Counters]] = {
-        store.key: (store, order_counters(event, event.lines, reference, date.fromisoformat(day)))
-    }
-    by_sku: dict[str, list[OrderLine]] = {}
-    for line in event.lines:
-        by_sku.setdefault(line.sku, []).append(line)
-    for sku, lines in by_sku.items():
-        scope = _sub(store, SKU, sku=sku)
-        parts[scope.key] = (scope, order_counters(event, lines, reference, date.fromisoformat(day)))
-    return _settle(state, ledger_key, t0, parts, frozenset({"orders"}), event.occurred_at)
-
-
-def _apply_ad(state: State, reference: Reference, event: AdSpendEvent, prefix: str) -> Update:
-    ledger_key = prefix + key(
-        "ad",
-        event.campaign_id,
-        event.sku or "",
-        event.interval_start.isoformat(),
-        event.interval_end.isoformat(),
-    )
-    t0 = event.interval_start
-    store = store_scope(event, reference)
-    day = date.fromisoformat(
-        local_day(t0, marketplace_zone(event.platform, event.marketplace)).label
-    )
-    counters = ad_counters(event, reference, day)
-    scopes = [store, _sub(store, CAMPAIGN, campaign=event.campaign_id)]
-    if event.sku is not None:
-        scopes.append(_sub(store, SKU, sku=event.sku))
-    parts = {scope.key: (scope, counters) for scope in scopes}
-    return _settle(state, ledger_key, t0, parts, frozenset({"ads"}), event.occurred_at)
-
-
-def _apply_inventory(
-    state: State, reference: Reference, event: InventoryEvent, prefix: str
-) -> Update:
-    scope = _sub(store_scope(event, reference), SKU, sku=event.sku)
-    record = state.inventory.get(scope.key) or {"labels": scope.labels, "warehouses": {}}
-    previous = record["warehouses"].get(event.warehouse)
-    if previous is not None and datetime.fromisoformat(previous["as_of"]) > event.as_of:
-        return Update()  # an older snapshot arriving late: the latest as_of wins
-    snapshot = {
-        "available": event.available,
-        "inbound": event.inbound,
-        "reserved": event.reserved,
-        "as_of": event.as_of.isoformat(),
-    }
-    if previous == snapshot:
-        return Update()
-    warehouses = {**record["warehouses"], event.warehouse: snapshot}
-    state.inventory[scope.key] = {"labels": scope.labels, "warehouses": warehouses}
-    day = local_day(event.occurred_at, marketplace_zone(event.platform, event.marketplace))
-    touch = Touch(
-        scope,
-        frozenset({"inventory"}),
-        date.fromisoformat(day.label),
-        None,
-        event.occurred_at,
-        table="inventory",
-    )
-    return Update(touches=[touch])
-
-
-def _settle(
-    state: State,
-    ledger_key: str,
-    t0: datetime,
-    parts: dict[str, tuple[Scope, Counters]],
-    families: frozenset[str],
-    at: datetime,
-) -> Update:
-    """Replace what `ledger_key` contributed before with `parts`, in the hour and day buckets of
-    its original time `t0`; return the touched scopes and the store-level rollup deltas."""
-    entry = state.ledger.get(ledger_key)
-    previous: dict[str, Counters] = entry["parts"] if entry else {}
-    state.ledger[ledger_key] = {
-        "at": t0.isoformat(),
-        "parts": {k: counters for k, (_, counters) in parts.items()},
-    }
-    update = Update()
-    scopes = {k: scope for k, (scope, _) in parts.items()}
-    for scope_key in parts.keys() | previous.keys():
-        new = parts[scope_key][1] if scope_key in parts else {}
-        delta = _delta(new, previous.get(scope_key, {}))
-        scope = scopes.get(scope_key)
-        if not delta or scope is None:
-            continue  # scopes that left an order (a test flag) keep no bucket to mend here
-        # Only stores keep the hourly shape: per SKU it would add up to 24 counters per day.
-        daily = with_shape(delta, t0, ZoneInfo(scope.zone)) if scope.level == STORE else delta
-        hour, day = _add_to_periods(state, scope, t0, delta, daily)
-        update.touches.append(Touch(scope, families, day, hour, at))
-        if scope.level == STORE:
-            update.rollups.extend(rollup_deltas(scope, day, daily, at))
-    return update
-
-
-def _delta(new: Counters, old: Counters) -> Counters:
-    names = new.keys() | old.keys()
-    return {n: d for n in names if (d := new.get(n, 0) - old.get(n, 0))}
-
-
-def _add_to_periods(
-    state: State, scope: Scope, t0: datetime, hourly: Counters, daily: Counters
-) -> tuple[str, date]:
-    zone = ZoneInfo(scope.zone)
-    hour = hour_period(t0, zone)
-    day = local_day(t0, zone)
-    for grain, period, change in (("h", hour, hourly), ("d", day, daily)):
-        add_counters(
-            state.buckets,
-            bucket_key(scope, grain, period.label),
-            scope,
-            grain,
-            period.start,
-            period.end,
-            change,
-        )
-    return hour.label, date.fromisoformat(day.label)
+def add(counters: Counters, delta: Counters, sign: int = 1) -> None:
+    """counters += sign * delta, dropping what comes to zero."""
+    get = counters.get
+    if sign == 1:
+        for name, change in delta.items():
+            value = get(name, 0) + change
+            if value:
+                counters[name] = value
+            else:
+                counters.pop(name, None)
+        return
+    for name, change in delta.items():
+        value = get(name, 0) - change
+        if value:
+            counters[name] = value
+        else:
+            counters.pop(name, None)
 
 
 def shape_name(local_hour: int) -> str:
@@ -442,131 +285,345 @@ def shape_name(local_hour: int) -> str:
     return f"{SHAPE}{local_hour:02d}"
 
 
-def with_shape(delta: Counters, t0: datetime, zone: ZoneInfo) -> Counters:
-    """A day's delta plus its orders by local hour: hour buckets live 72 h, so this is how a
-    baseline weeks later still knows how much of a usual day is behind us at 09:00. Rollups
-    inherit it in each store's own local hours (exact for a marketplace, which has one zone;
-    a blend for a platform or team spanning zones)."""
-    orders = delta.get("orders")
-    if not orders:
-        return delta
-    return {**delta, shape_name(t0.astimezone(zone).hour): orders}
+# ---------------------------------------------------------------- the partition's state
 
 
-def bucket_key(scope: Scope, grain: str, label: str) -> str:
-    return key(scope.key, grain, label)
+@dataclass
+class StoreIndex:
+    """What is found in a store's keys without reading them all each time: its hour and day
+    buckets in time order (for windows and expiry) and where each of its orders lives."""
+
+    hours: list[int] = field(default_factory=list)
+    days: list[str] = field(default_factory=list)
+    orders: dict[str, int] | None = None  # read from the hour buckets when first needed
 
 
-def add_counters(
-    table: Table,
-    bucket: str,
-    scope: Scope,
-    grain: str,
-    start: datetime,
-    end: datetime,
-    delta: Counters,
-) -> None:
-    current = table.get(bucket) or {
-        "labels": scope.labels,
-        "zone": scope.zone,
-        "grain": grain,
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "counters": {},
-    }
-    counters = dict(current["counters"])
-    for name, change in delta.items():
-        value = counters.get(name, 0) + change
-        if value:
-            counters[name] = value
+@dataclass
+class BatchChanges:
+    """What a batch changed that someone else needs: store hours to roll up."""
+
+    hours: dict[tuple[str, int], Counters] = field(default_factory=dict)
+
+
+class StoreState:
+    """The state of one partition's stores in a StateStore, with its in-memory indexes."""
+
+    def __init__(self, store: StateStore, partition: int, stores: Stores) -> None:
+        self.store = store
+        self.partition = partition
+        self.stores = stores
+        self._index: dict[str, StoreIndex] | None = None
+        self.changes = BatchChanges()
+        self._expiring: set[str] = set()
+
+    # -- keys
+    def hour_key(self, store: str, hour: int) -> str:
+        return state_key(self.partition, HOUR, store, str(hour))
+
+    def day_key(self, store: str, day: date | str) -> str:
+        return state_key(self.partition, DAY, store, str(day))
+
+    def stock_key(self, store: str) -> str:
+        return state_key(self.partition, STOCK, store)
+
+    @property
+    def meta_key(self) -> str:
+        return state_key(self.partition, META)
+
+    def meta(self) -> dict[str, Any]:
+        found = self.store.get(self.meta_key)
+        if found is None:
+            found = {"seq": 0, "pos": {}, "wm": None, "tick": None, "stores": {}, "out": {}}
+            self.store.put(self.meta_key, found)
+        return found  # type: ignore[no-any-return]
+
+    # -- indexes
+    def index(self, store: str) -> StoreIndex:
+        if self._index is None:
+            self._index = self._scan()
+        found = self._index.get(store)
+        if found is None:
+            found = self._index[store] = StoreIndex()
+        return found
+
+    def _scan(self) -> dict[str, StoreIndex]:
+        """One pass over this partition's key names (after a start or a rebalance): the hour
+        and day buckets of every store."""
+        index: dict[str, StoreIndex] = {}
+        prefix = f"{self.partition}{RS}"
+        for key in self.store.all_keys():
+            if not key.startswith(prefix):
+                continue
+            parts = key.split(RS)
+            if parts[1] == HOUR:
+                index.setdefault(parts[2], StoreIndex()).hours.append(int(parts[3]))
+            elif parts[1] == DAY:
+                index.setdefault(parts[2], StoreIndex()).days.append(parts[3])
+        for entry in index.values():
+            entry.hours.sort()
+            entry.days.sort()
+        return index
+
+    def orders(self, store: str) -> dict[str, int]:
+        """Where each order of a store lives (its placement hour), read once per store."""
+        index = self.index(store)
+        if index.orders is None:
+            index.orders = {}
+            for hour in index.hours:
+                value = self.store.get(self.hour_key(store, hour)) or {}
+                for order_id in value.get("o", {}):
+                    index.orders[order_id] = hour
+        return index.orders
+
+    def forget_indexes(self) -> None:
+        """After a discarded batch or a recovery the indexes may not match the state."""
+        self._index = None
+        self._expiring.clear()
+
+    # -- buckets
+    def hour_value(self, store: str, hour: int) -> dict[str, Any]:
+        key = self.hour_key(store, hour)
+        value = self.store.get(key)
+        if value is None:
+            value = {"o": {}, "a": {}, "c": {}}
+            bisect.insort(self.index(store).hours, hour)
+        self.store.put(key, value)
+        return value  # type: ignore[no-any-return]
+
+    def day_value(self, store: str, day: str) -> dict[str, Counters]:
+        key = self.day_key(store, day)
+        value = self.store.get(key)
+        if value is None:
+            value = {}
+            bisect.insort(self.index(store).days, day)
+        self.store.put(key, value)
+        return value  # type: ignore[no-any-return]
+
+    def day_counters(self, store: str, day: str, suffix: str) -> Counters | None:
+        value = self.store.get(self.day_key(store, day))
+        return None if value is None else value.get(suffix)
+
+    def hour_counters(self, store: str, hour: int, suffix: str) -> Counters | None:
+        value = self.store.get(self.hour_key(store, hour))
+        return None if value is None else value["c"].get(suffix)
+
+    def stock(self, store: str, sku: str) -> dict[str, list[int]] | None:
+        value = self.store.get(self.stock_key(store))
+        return None if value is None else value.get(sku)
+
+    # -- applying facts
+    def apply(self, fact: Fact) -> list[Touch]:
+        """Fold one fact into the state; the scopes it changed. Raises LateEventError for an
+        event past retention behind its store's newest event."""
+        self._mark(fact)
+        if fact.kind == "order":
+            return self._apply_order(fact)
+        if fact.kind == "ad_spend":
+            return self._apply_ad(fact)
+        return self._apply_stock(fact)
+
+    def _mark(self, fact: Fact) -> None:
+        stores = self.meta()["stores"]
+        mark = stores.get(fact.store.key)
+        if mark is not None and fact.moment_us < mark[1] - RETENTION_US:
+            newest = datetime.fromtimestamp(mark[1] / 1e6, UTC).isoformat()
+            raise LateEventError(
+                f"{fact.store.store_id}/{fact.event_id}",
+                f"late: {fact.moment.isoformat()} is more than {RETENTION.days} days before the "
+                f"newest event of store {fact.store.store_id} ({newest})",
+            )
+        at = fact.occurred_us
+        if mark is None:
+            stores[fact.store.key] = [at, at]
+        elif at > mark[1] or at < mark[0]:
+            if at // 86_400_000_000 > mark[1] // 86_400_000_000:
+                self._expiring.add(fact.store.key)
+            stores[fact.store.key] = [min(mark[0], at), max(mark[1], at)]
+
+    def _apply_order(self, fact: Fact) -> list[Touch]:
+        store = fact.store
+        orders = self.orders(store.key)
+        old_hour = orders.get(fact.key)
+        old = None
+        if old_hour is not None:
+            old = self.store.get(self.hour_key(store.key, old_hour))["o"].get(fact.key)
+        if old is None:
+            new = [fact.at_us, fact.at_us, *fact.body]
         else:
-            counters.pop(name, None)
-    table[bucket] = {**current, "counters": counters}
+            t0 = min(old[1], fact.at_us)
+            new = [fact.at_us, t0, *fact.body] if fact.at_us >= old[0] else [old[0], t0, *old[2:]]
+            if new == old:
+                return []
+        zone = store.zone
+        new_hour = hour_start(_at(new[1]), zone)
+        parts = order_parts(new[2:])
+        if old is not None and old_hour is not None:
+            before = order_parts(old[2:])
+            if old_hour != new_hour:
+                self._settle(store, old_hour, before, -1)
+                self._settle(store, new_hour, parts, 1)
+                del self.hour_value(store.key, old_hour)["o"][fact.key]
+            else:
+                self._settle(store, new_hour, _difference(parts, before), 1)
+        else:
+            self._settle(store, new_hour, parts, 1)
+        self.hour_value(store.key, new_hour)["o"][fact.key] = new
+        orders[fact.key] = new_hour
+        day = hour_day(new_hour, zone)
+        suffixes = parts.keys() | (order_parts(old[2:]).keys() if old is not None else set())
+        return [Touch(store.scope(s), ORDERS, day, new_hour, fact.at) for s in _ordered(suffixes)]
+
+    def _apply_ad(self, fact: Fact) -> list[Touch]:
+        store = fact.store
+        hour = hour_start(fact.moment, store.zone)
+        entities = self.hour_value(store.key, hour)["a"]
+        old = entities.get(fact.key)
+        if old is not None and fact.at_us < old[0]:
+            return []  # an older report than the one held
+        new = [fact.at_us, *fact.body]
+        if new == old:
+            return []
+        parts = ad_parts(fact.key, fact.body)
+        if old is not None:
+            self._settle(store, hour, _difference(parts, ad_parts(fact.key, old[1:])), 1)
+        else:
+            self._settle(store, hour, parts, 1)
+        entities[fact.key] = new
+        day = hour_day(hour, store.zone)
+        return [Touch(store.scope(s), ADS, day, hour, fact.at) for s in parts]
+
+    def _apply_stock(self, fact: Fact) -> list[Touch]:
+        store = fact.store
+        key = self.stock_key(store.key)
+        value = self.store.get(key) or {}
+        sku, warehouse = fact.key.split(SEP)
+        warehouses = value.setdefault(sku, {})
+        old = warehouses.get(warehouse)
+        if old is not None and fact.at_us < old[0]:
+            return []  # an older snapshot arriving late: the newest as_of wins
+        new = [fact.at_us, *fact.body]
+        if new == old:
+            return []
+        warehouses[warehouse] = new
+        self.store.put(key, value)
+        day = fact.at.astimezone(store.zone).date()
+        return [Touch(store.scope(SKU_PREFIX + sku), STOCK_FAMILY, day, None, fact.at)]
+
+    def _settle(self, store: StoreRef, hour: int, parts: dict[str, Counters], sign: int) -> None:
+        """Add (or take back) contributions in the hour and day buckets of `hour`."""
+        hourly = self.hour_value(store.key, hour)["c"]
+        day = hour_day(hour, store.zone).isoformat()
+        daily = self.day_value(store.key, day)
+        for suffix, counters in parts.items():
+            _add_to(hourly, suffix, counters, sign)
+            _add_to(daily, suffix, counters, sign)
+        whole = parts.get("")
+        if whole is None:
+            return
+        rolled = self.changes.hours.setdefault((store.key, hour), {})
+        add(rolled, whole, sign)
+        orders = whole.get("orders")
+        if orders:
+            shape = {shape_name(hour_of_day(hour, store.zone)): orders}
+            _add_to(daily, "", shape, sign)
+            add(rolled, shape, sign)
+
+    # -- expiry
+    def expire(self) -> int:
+        """Delete what stores that moved on no longer keep, at most EXPIRE_PER_BATCH keys."""
+        budget = EXPIRE_PER_BATCH
+        stores = self.meta()["stores"]
+        for store in sorted(self._expiring):
+            mark = stores.get(store)
+            if mark is None:
+                self._expiring.discard(store)
+                continue
+            budget -= self._expire_store(store, mark[1] - RETENTION_US, budget)
+            if budget <= 0:
+                break
+            self._expiring.discard(store)
+        return EXPIRE_PER_BATCH - budget
+
+    def _expire_store(self, store: str, cutoff_us: int, budget: int) -> int:
+        index = self.index(store)
+        zone = self.stores.by_key(store).zone
+        cutoff = cutoff_us // 1_000_000
+        removed = 0
+        while index.hours and index.hours[0] + 3600 <= cutoff and removed < budget:
+            hour = index.hours.pop(0)
+            key = self.hour_key(store, hour)
+            if index.orders is not None:
+                for order_id in (self.store.get(key) or {}).get("o", {}):
+                    index.orders.pop(order_id, None)
+            self.store.delete(key)
+            removed += 1
+        last_day = datetime.fromtimestamp(cutoff, zone).date() - timedelta(days=1)
+        while index.days and index.days[0] <= last_day.isoformat() and removed < budget:
+            self.store.delete(self.day_key(store, index.days.pop(0)))
+            removed += 1
+        return removed
+
+
+def _difference(new: dict[str, Counters], old: dict[str, Counters]) -> dict[str, Counters]:
+    """new - old, per scope suffix (every suffix of either, possibly empty)."""
+    found: dict[str, Counters] = {}
+    for suffix in new.keys() | old.keys():
+        delta = dict(new.get(suffix, {}))
+        add(delta, old.get(suffix, {}), -1)
+        found[suffix] = delta
+    return found
+
+
+def _add_to(buckets: dict[str, Counters], suffix: str, counters: Counters, sign: int) -> None:
+    found = buckets.get(suffix)
+    if found is None:
+        found = buckets[suffix] = {}
+    add(found, counters, sign)
+    if not found:
+        del buckets[suffix]
+
+
+def _at(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, UTC) + timedelta(microseconds=us % 1_000_000)
+
+
+def _ordered(suffixes: Iterable[str]) -> list[str]:
+    return sorted(suffixes)
 
 
 # ---------------------------------------------------------------- rollups across stores
 
 
-def rollup_deltas(store: Scope, day: date, delta: Counters, at: datetime) -> list[dict[str, Any]]:
-    """Daily deltas for the cross-store scopes of a store, in the reporting currency only:
-    adding yen to dollars is exactly what a rollup must never do."""
-    counters = {name: change for name, change in delta.items() if ":" not in name}
-    if not counters:
-        return []
+def rollup_targets(store: StoreRef) -> list[tuple[Level, dict[str, str], str]]:
+    """(level, labels, zone) of the cross-store scopes a store counts in."""
     labels = store.labels
-    targets = [
-        Scope(level, {n: labels[n] for n in LEVEL_LABELS[level]}, store.zone)
-        for level in ROLLUPS
-        if all(n in labels for n in LEVEL_LABELS[level])
-    ]
-    return [
-        {
-            "level": LEVEL_NAMES[t.level],
-            "labels": t.labels,
-            "zone": _rollup_zone(t),
-            "day": day.isoformat(),
-            "at": at.isoformat(),
-            "counters": counters,
-        }
-        for t in targets
-    ]
+    found = []
+    for level in ROLLUPS:
+        names = LEVEL_LABELS[level]
+        if all(name in labels for name in names):
+            zone = store.zone.key if level == MARKETPLACE else "UTC"
+            found.append((level, {name: labels[name] for name in names}, zone))
+    return found
 
 
-def _rollup_zone(scope: Scope) -> str:
-    # A marketplace has one zone; a platform or a team spans several, so their "day" is each
-    # store's own local day and the window bounds are given in UTC.
-    return scope.zone if scope.level == MARKETPLACE else "UTC"
+def rollup_id(level: Level, labels: dict[str, str]) -> str:
+    return SEP.join((LEVEL_NAMES[level], *(labels[n] for n in LEVEL_LABELS[level])))
 
 
-def rollup_key(delta: dict[str, Any]) -> str:
-    """The Kafka key (and table key prefix) of a rollup scope."""
-    level = next(lv for lv, name in LEVEL_NAMES.items() if name == delta["level"])
-    return Scope(level, delta["labels"], delta["zone"]).key
-
-
-def apply_rollup(state: State, delta: dict[str, Any], partition: int = 0) -> Touch:
-    """Add one store's daily delta to a cross-store scope (the rollups table)."""
-    level = next(lv for lv, name in LEVEL_NAMES.items() if name == delta["level"])
-    scope = Scope(level, delta["labels"], delta["zone"])
-    day = date.fromisoformat(delta["day"])
-    period = local_day(
-        datetime.combine(day, datetime.min.time(), ZoneInfo(scope.zone)), ZoneInfo(scope.zone)
-    )
-    add_counters(
-        state.rollups,
-        bucket_key(scope, "d", period.label),
-        scope,
-        "d",
-        period.start,
-        period.end,
-        delta["counters"],
-    )
-    at = datetime.fromisoformat(delta["at"])
-    _advance_mark(state, "rollup", scope.key + SEP, at, partition)
-    families = frozenset({"orders", "ads"})
-    return Touch(scope, families, day, None, at, table="rollups")
-
-
-def scopes_at(state: State, level: Level) -> Iterable[Scope]:
-    """Every scope of a level that has state (for `kpiwatch kpis` and the worker's /kpis)."""
-    name = LEVEL_NAMES[level]
-    table = state.rollups if level in ROLLUPS else state.buckets
-    seen: set[str] = set()
-    if level == SKU:  # a SKU may have stock but no sales yet
-        for record in list(state.inventory.values()):
-            scope = Scope(SKU, record["labels"], _zone_of(record["labels"]))
-            seen.add(scope.key)
-            yield scope
-    for bucket, value in list(table.items()):
-        parts = bucket.split(SEP)
-        level_name = parts[0] if level in ROLLUPS else parts[3]
-        if level_name != name:
+def rollup_items(state: StoreState) -> Iterator[list[Any]]:
+    """The batch's store hours as rollup items: [target id, labels, zone, local day, hour start,
+    counters], one per target scope of the store (a marketplace, a platform, a team)."""
+    for (store_key_, hour), counters in state.changes.hours.items():
+        if not counters:
             continue
-        scope = Scope(level, value["labels"], value["zone"])
-        if scope.key not in seen:
-            seen.add(scope.key)
-            yield scope
+        store = state.stores.by_key(store_key_)
+        day = hour_day(hour, store.zone).isoformat()
+        for level, labels, zone in rollup_targets(store):
+            yield [rollup_id(level, labels), labels, zone, day, hour, counters]
 
 
-def _zone_of(labels: dict[str, str]) -> str:
-    return marketplace_zone(labels["platform"], labels["marketplace"]).key
+def kpis_level(suffix: str) -> Level:
+    """The scope level of a store bucket's suffix ("" store, s<US>sku, c<US>campaign)."""
+    if not suffix:
+        return STORE
+    return SKU if suffix.startswith(SKU_PREFIX) else CAMPAIGN

@@ -28,6 +28,17 @@ LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 EVENTS_IN: Final = Counter(
     "kpiwatch_events_in_total", "Events read from the input topics.", ["topic"], registry=REGISTRY
 )
+SKIPPED: Final = Counter(
+    "kpiwatch_messages_skipped_total",
+    "Input messages read again after a restart and skipped: the state held them already.",
+    registry=REGISTRY,
+)
+MESSAGES_WRITTEN: Final = Counter(
+    "kpiwatch_kafka_messages_written_total",
+    "Kafka messages the worker wrote, by kind (changelog, alerts, rollups, dead-letter).",
+    ["kind"],
+    registry=REGISTRY,
+)
 DEAD_LETTERED: Final = Counter(
     "kpiwatch_events_dead_lettered_total",
     "Events sent to the dead-letter topic.",
@@ -36,7 +47,8 @@ DEAD_LETTERED: Final = Counter(
 )
 PROCESSING: Final = Histogram(
     "kpiwatch_event_processing_seconds",
-    "Time to validate, aggregate and evaluate one event.",
+    "Time to validate, aggregate and evaluate one event (a batch's time over its events, "
+    "state made durable included).",
     ["topic"],
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,

@@ -13,21 +13,27 @@ import logging
 import signal
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from rules.errors import ConfigError
 from rules.load import RuleSet, load_paths
-from streams.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
 Stamp = tuple[tuple[str, int, int], ...]
 
 
+class RulesUser(Protocol):
+    """Anything that runs rules and takes new ones (a pipeline, a worker's processor)."""
+
+    rules: RuleSet
+
+
 class RuleReloader:
     """Swaps the rules of every pipeline when the rule files change (or on `reload()`)."""
 
     def __init__(
-        self, paths: Sequence[Path], pipelines: Sequence[Pipeline], interval: float = 2.0
+        self, paths: Sequence[Path], pipelines: Sequence[RulesUser], interval: float = 2.0
     ) -> None:
         self.paths = list(paths)
         self.pipelines = list(pipelines)

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # Static membership: a restarted worker with the same id takes its partitions back without a
     # full rebalance.
     instance_id: str | None = None
+    # A store partition that has sent nothing for this long no longer holds back the judging of
+    # cross-store scopes (its stores are quiet: nothing of theirs is missing).
+    rollup_idle_s: float = Field(default=30.0, gt=0)
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

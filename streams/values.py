@@ -2,34 +2,29 @@
 
 Windows are whole buckets ending with the touched period: 1h is the local clock hour, 24h the
 last 24 hours, 1d the local day, 7d and 28d the last 7 and 28 local days, mtd the local month
-so far. A zero denominator, a missing FX rate or a missing unit cost makes a KPI undefined (None).
+so far. Money is summed in minor units per currency and turned into the reporting currency a day
+at a time at that day's rate, unrounded, so that a day's total is its local total times the rate;
+a value is rounded once, half-even to the reporting currency's minor unit, when it is shown.
+A zero denominator, a missing FX rate or a missing unit cost makes a KPI undefined (None).
+
+Only the KPIs asked for are computed (the rules of a scope read a few of the catalog's 25).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Final
+from typing import Final, Protocol
 from zoneinfo import ZoneInfo
 
-from rules.kpis import (
-    CATALOG,
-    DAILY_WINDOWS,
-    LEVEL_NAMES,
-    ROLLUPS,
-    Snapshot,
-    Window,
-    kpis_for,
-    ratio,
-)
+from rules.kpis import CATALOG, DAILY_WINDOWS, LEVEL_NAMES, Snapshot, Window, ratio
 from rules.schema import Baseline
 from streams.events import minor_unit_exponent
-from streams.kpi import Counters, State, Touch, bucket_key, shape_name
+from streams.kpi import SHAPE, Counters, Scope, Touch, shape_name
 from streams.reference import TARGET_LEVELS, Reference
-from streams.windows import day_window, hour_period
+from streams.windows import day_window
 
-MONEY_COUNTERS: Final = ("gmv", "ad_spend", "ad_sales", "refunds", "cost")
 DAYS: Final[Mapping[str, Decimal]] = {
     "1h": Decimal(1) / 24,
     "24h": Decimal(1),
@@ -37,25 +32,166 @@ DAYS: Final[Mapping[str, Decimal]] = {
     "7d": Decimal(7),
     "28d": Decimal(28),
 }
+# Money counters that are sales (their currency is the scope's selling currency); `cost` is in
+# the currency of the unit cost file.
+SELLING: Final = ("gmv", "refunds", "ad_spend", "ad_sales")
+# Fewer orders than this in the baseline days make their hourly shape too thin to trust.
+MIN_SHAPE_ORDERS: Final = 20
+
+
+class CounterSource(Protocol):
+    """Where a scope's counters are read from (a partition's stores, or the rollups)."""
+
+    def day(self, scope: Scope, day: date) -> Counters | None: ...
+    def hour(self, scope: Scope, hour: int) -> Counters | None: ...
+    def stock(self, scope: Scope) -> Mapping[str, list[int]] | None: ...
+
+
+# ---------------------------------------------------------------- sums with their days
+
+
+class Totals:
+    """Counters summed over some periods; money also kept per local day, to convert each day
+    at its own rate. `scale` multiplies everything (a baseline's average share of a day)."""
+
+    __slots__ = ("_money", "_reporting", "c", "fx", "scale")
+
+    def __init__(self, fx: Reference, scale: Decimal | None = None) -> None:
+        self.c: dict[str, int] = {}
+        self._money: dict[date, dict[str, int]] = {}
+        self.fx = fx
+        self.scale = scale
+        self._reporting: dict[str, Decimal | None] = {}
+
+    def add(self, day: date, counters: Counters) -> None:
+        total = self.c
+        money: dict[str, int] | None = None
+        for name, value in counters.items():
+            total[name] = total.get(name, 0) + value
+            if ":" in name:
+                if money is None:
+                    money = self._money.get(day)
+                    if money is None:
+                        money = self._money[day] = {}
+                money[name] = money.get(name, 0) + value
+
+    def count(self, name: str) -> Decimal:
+        value = Decimal(self.c.get(name, 0))
+        return value * self.scale if self.scale is not None else value
+
+    def raw(self, name: str) -> int:
+        return self.c.get(name, 0)
+
+    def currencies(self) -> set[str]:
+        """Selling currencies with money in these totals."""
+        return {
+            name.split(":", 1)[1]
+            for name, value in self.c.items()
+            if value and ":" in name and name.split(":", 1)[0] in SELLING
+        }
+
+    def native(self, name: str, currency: str) -> Decimal:
+        """`name` in `currency` (major units), exact."""
+        value = Decimal(self.c.get(f"{name}:{currency}", 0)).scaleb(-minor_unit_exponent(currency))
+        return value * self.scale if self.scale is not None else value
+
+    def reporting(self, name: str) -> Decimal | None:
+        """`name` in the reporting currency (major units), unrounded; None when a day's rate
+        for one of its currencies is missing."""
+        if name in self._reporting:
+            return self._reporting[name]
+        fx = self.fx.fx
+        prefix = name + ":"
+        total = Decimal(0)
+        found: Decimal | None = total
+        for day, money in self._money.items():
+            for counter, minor in money.items():
+                if not minor or not counter.startswith(prefix):
+                    continue
+                currency = counter[len(prefix) :]
+                rate = fx.rate(currency, day)
+                if rate is None:
+                    found = None
+                    break
+                total += Decimal(minor).scaleb(-minor_unit_exponent(currency)) * rate
+            if found is None:
+                break
+        else:
+            found = total * self.scale if self.scale is not None else total
+        self._reporting[name] = found
+        return found
+
+
+# ---------------------------------------------------------------- windows
+
+
+def window_periods(touch: Touch, window: str) -> tuple[str, list[int] | list[date], Window] | None:
+    """(grain, periods, bounds) of a window ending with the touched period."""
+    if window in ("1h", "24h"):
+        if touch.hour is None:
+            return None  # judged per day only (stock snapshots, cross-store scopes)
+        count = 1 if window == "1h" else 24
+        hours = [touch.hour - 3600 * k for k in range(count - 1, -1, -1)]
+        start = datetime.fromtimestamp(hours[0], UTC)
+        end = datetime.fromtimestamp(hours[-1] + 3600, UTC)
+        return "h", hours, Window(start, end, window)
+    if window not in DAILY_WINDOWS:
+        return None
+    days = _days(touch.day, window)
+    zone = ZoneInfo(touch.scope.zone)
+    first, last = day_window(days[0], zone), day_window(days[-1], zone)
+    label = f"{days[0]}..{days[-1]}" if len(days) > 1 else days[0].isoformat()
+    return "d", days, Window(first.start, last.end, label)
+
+
+def _days(day: date, window: str) -> list[date]:
+    count = day.day if window == "mtd" else {"1d": 1, "7d": 7, "28d": 28}[window]
+    return [day - timedelta(days=k) for k in range(count - 1, -1, -1)]
+
+
+def window_totals(
+    source: CounterSource, reference: Reference, touch: Touch, window: str | None
+) -> tuple[Totals, Window | None]:
+    totals = Totals(reference)
+    if window is None:
+        return totals, None
+    periods = window_periods(touch, window)
+    if periods is None:
+        return totals, None
+    grain, keys, span = periods
+    scope = touch.scope
+    if grain == "h":
+        zone = ZoneInfo(scope.zone)
+        for hour in keys:
+            assert isinstance(hour, int)
+            found = source.hour(scope, hour)
+            if found is not None:
+                totals.add(datetime.fromtimestamp(hour, zone).date(), found)
+    else:
+        for day in keys:
+            assert isinstance(day, date)
+            found = source.day(scope, day)
+            if found is not None:
+                totals.add(day, found)
+    return totals, span
+
+
+# ---------------------------------------------------------------- snapshots
 
 
 def snapshot(
-    state: State,
+    source: CounterSource,
     reference: Reference,
     touch: Touch,
     window: str | None,
+    names: Sequence[str],
     baselines: Iterable[Baseline] = (),
 ) -> Snapshot:
-    """Every KPI the touch can have changed, for one window of its scope, with the usual values
-    of each baseline the rules of this window compare with."""
-    names = [
-        n
-        for n in kpis_for(touch.families, touch.scope.level)
-        if (window in CATALOG[n].windows) or (window is None and not CATALOG[n].windowed)
-    ]
-    counters, span = _window_counters(state, touch, window)
-    inventory = _inventory(state, touch)
-    calc = _Calculator(counters, reference, window, touch, inventory)
+    """The KPIs `names` of the touched scope over one window (and the usual values of each
+    baseline the rules of this window compare with)."""
+    totals, span = window_totals(source, reference, touch, window)
+    stock = source.stock(touch.scope) if _needs_stock(names) else None
+    calc = Calculator(totals, reference, window, touch, stock)
     values: dict[str, Decimal | None] = {}
     native: dict[str, Decimal | None] = {}
     for name in names:
@@ -71,36 +207,40 @@ def snapshot(
         native=native,
         native_currency=calc.native_currency,
         window_name=window,
-        baselines={b.key: _usual(state, reference, touch, names, b) for b in baselines},
+        baselines={b.key: usual(source, reference, touch, names, b) for b in baselines},
     )
 
 
-def _usual(
-    state: State, reference: Reference, touch: Touch, names: list[str], baseline: Baseline
+_STOCK_KPIS: Final = frozenset({"available", "inbound", "days_of_cover", "stockout"})
+
+
+def _needs_stock(names: Iterable[str]) -> bool:
+    return any(name in _STOCK_KPIS for name in names)
+
+
+def usual(
+    source: CounterSource,
+    reference: Reference,
+    touch: Touch,
+    names: Sequence[str],
+    baseline: Baseline,
 ) -> dict[str, Decimal | None]:
     """The KPIs over the average of the baseline's past days, cut to the share of a usual day
-    that is behind us at the touch's local time: the share of those days' orders placed
-    before this clock time (`usual_share`). Days without any bucket (no activity, or before the
-    store existed) are left out."""
-    table = state.rollups if touch.scope.level in ROLLUPS else state.buckets
+    that is behind us at the touch's local time (`usual_share`). Days without any bucket (no
+    activity, or before the store existed) are left out."""
     found = [
-        bucket["counters"]
+        (day, counters)
         for day in baseline.past_days(touch.day)
-        if (bucket := table.get(bucket_key(touch.scope, "d", day.isoformat()))) is not None
+        if (counters := source.day(touch.scope, day)) is not None
     ]
     if not found:
         return dict.fromkeys(names)
-    share = usual_share(found, touch) / len(found)
-    average = {
-        name: int((sum(Decimal(c.get(name, 0)) for c in found) * share).to_integral_value())
-        for name in {name for counters in found for name in counters}
-    }
-    calc = _Calculator(average, reference, "1d", touch, None)
+    share = usual_share([c for _, c in found], touch) / len(found)
+    totals = Totals(reference, share)
+    for day, counters in found:
+        totals.add(day, counters)
+    calc = Calculator(totals, reference, "1d", touch, None)
     return {name: calc.value(name)[0] for name in names}
-
-
-# Fewer orders than this in the baseline days make their hourly shape too thin to trust.
-MIN_SHAPE_ORDERS: Final = 20
 
 
 def usual_share(days: list[Counters], touch: Touch) -> Decimal:
@@ -127,213 +267,122 @@ def _day_share(touch: Touch) -> Decimal:
     return Decimal(str(round(min(max(share, 1 / 24), 1.0), 6)))
 
 
-def window_periods(touch: Touch, window: str) -> tuple[str, list[str], Window] | None:
-    """(grain, period labels, bounds) of a window ending with the touched period."""
-    zone = ZoneInfo(touch.scope.zone)
-    if window in ("1h", "24h"):
-        if touch.hour is None:
-            return None  # cross-store scopes keep days only
-        last = datetime.fromisoformat(touch.hour)
-        hours = [hour_period(last - timedelta(hours=k), zone) for k in range(_hours(window))]
-        hours.reverse()
-        return "h", [h.label for h in hours], Window(hours[0].start, hours[-1].end, window)
-    if window not in DAILY_WINDOWS:
-        return None
-    days = _days(touch.day, window)
-    first, last_day = day_window(days[0], zone), day_window(days[-1], zone)
-    label = f"{days[0]}..{days[-1]}" if len(days) > 1 else days[0].isoformat()
-    return "d", [d.isoformat() for d in days], Window(first.start, last_day.end, label)
+# ---------------------------------------------------------------- the formulas
 
 
-def _hours(window: str) -> int:
-    return 1 if window == "1h" else 24
+Pair = tuple[Decimal | None, Decimal | None]
 
 
-def _days(day: date, window: str) -> list[date]:
-    count = day.day if window == "mtd" else {"1d": 1, "7d": 7, "28d": 28}[window]
-    return [day - timedelta(days=k) for k in range(count - 1, -1, -1)]
-
-
-def _window_counters(
-    state: State, touch: Touch, window: str | None
-) -> tuple[dict[str, int], Window | None]:
-    if window is None:
-        return {}, None
-    periods = window_periods(touch, window)
-    if periods is None:
-        return {}, None
-    grain, labels, span = periods
-    table = state.rollups if touch.scope.level in ROLLUPS else state.buckets
-    total: dict[str, int] = {}
-    for label in labels:
-        bucket = table.get(bucket_key(touch.scope, grain, label))
-        if bucket is not None:
-            for name, value in bucket["counters"].items():
-                total[name] = total.get(name, 0) + value
-    return total, span
-
-
-def _inventory(state: State, touch: Touch) -> dict[str, int] | None:
-    record = state.inventory.get(touch.scope.key)
-    if record is None:
-        return None
-    warehouses = record["warehouses"].values()
-    return {
-        "available": sum(w["available"] for w in warehouses),
-        "inbound": sum(w["inbound"] for w in warehouses),
-    }
-
-
-class _Calculator:
-    """The catalog's formulas over one window's summed counters."""
+class Calculator:
+    """The catalog's formulas over one window's totals: (value in the reporting currency or
+    unit-free, value in the selling currency), each computed once when first asked."""
 
     def __init__(
         self,
-        counters: dict[str, int],
+        totals: Totals,
         reference: Reference,
         window: str | None,
         touch: Touch,
-        inventory: dict[str, int] | None,
+        stock: Mapping[str, list[int]] | None,
     ) -> None:
-        self.c = counters
+        self.t = totals
         self.reference = reference
         self.window = window
         self.touch = touch
-        self.inventory = inventory
-        currencies = {name.split(":", 1)[1] for name in counters if ":" in name}
+        self.stock = stock
+        currencies = totals.currencies()
         self.native_currency = next(iter(currencies)) if len(currencies) == 1 else None
-        self.fx_ok = counters.get("fx_missing", 0) == 0
+        self._done: dict[str, Pair] = {}
 
-    def value(self, name: str) -> tuple[Decimal | None, Decimal | None]:
-        """(value in the reporting currency or unit-free, value in the selling currency)."""
-        method = getattr(self, f"_{name}", None)
-        if method is not None:
-            result: tuple[Decimal | None, Decimal | None] = method()
-            return result
-        return Decimal(self.c.get(name, 0)), None
+    def value(self, name: str) -> Pair:
+        found = self._done.get(name)
+        if found is None:
+            formula = _FORMULAS.get(name)
+            found = formula(self) if formula is not None else (self.t.count(name), None)
+            self._done[name] = found
+        return found
 
     # money -------------------------------------------------------------
-    def _money(self, name: str) -> tuple[Decimal | None, Decimal | None]:
-        reporting = self.reference.reporting
-        value = (
-            Decimal(self.c.get(name, 0)).scaleb(-minor_unit_exponent(reporting))
-            if self.fx_ok
-            else None
-        )
+    def money(self, name: str) -> Pair:
+        value = self.t.reporting(name)
+        shown = _round(value, self.reference.reporting) if value is not None else None
         native = None
         if self.native_currency is not None:
-            minor = self.c.get(f"{name}:{self.native_currency}", 0)
-            native = Decimal(minor).scaleb(-minor_unit_exponent(self.native_currency))
-        return value, native
+            native = self.t.native(name, self.native_currency)
+        return shown, native
 
-    def _gmv(self) -> tuple[Decimal | None, Decimal | None]:
-        return self._money("gmv")
-
-    def _ad_spend(self) -> tuple[Decimal | None, Decimal | None]:
-        return self._money("ad_spend")
-
-    def _ad_sales(self) -> tuple[Decimal | None, Decimal | None]:
-        return self._money("ad_sales")
-
-    def _per(self, money: str, count: str) -> tuple[Decimal | None, Decimal | None]:
+    def per(self, money: str, count: str) -> Pair:
         """A money amount per unit of a count (aov, cpc), rounded to the currency's minor unit."""
-        value, native = self._money(money)
-        n = self.c.get(count, 0)
+        n = self.t.count(count)
         if n == 0:
             return None, None
-        return (
-            _round(value / n, self.reference.reporting) if value is not None else None,
-            _round(native / n, self.native_currency)
-            if native is not None and self.native_currency
-            else None,
-        )
+        value = self.t.reporting(money)
+        native = None
+        if self.native_currency is not None:
+            native = _round(self.t.native(money, self.native_currency) / n, self.native_currency)
+        return (_round(value / n, self.reference.reporting) if value is not None else None), native
 
-    def _aov(self) -> tuple[Decimal | None, Decimal | None]:
-        return self._per("gmv", "orders")
-
-    def _cpc(self) -> tuple[Decimal | None, Decimal | None]:
-        return self._per("ad_spend", "clicks")
-
-    # ratios --------------------------------------------------------------
-    def _share(self, numerator: str, denominator: str) -> Decimal | None:
-        """A ratio of two money counters, in the selling currency when there is one (exact),
+    def share(self, numerator: str, denominator: str) -> Decimal | None:
+        """A ratio of two money amounts, in the selling currency when there is one (exact),
         else in the reporting currency (undefined when a rate is missing)."""
         if self.native_currency is not None:
             cur = self.native_currency
-            return ratio(self.c.get(f"{numerator}:{cur}", 0), self.c.get(f"{denominator}:{cur}", 0))
-        if not self.fx_ok:
+            return ratio(self.t.raw(f"{numerator}:{cur}"), self.t.raw(f"{denominator}:{cur}"))
+        top, bottom = self.t.reporting(numerator), self.t.reporting(denominator)
+        if top is None or bottom is None:
             return None
-        return ratio(self.c.get(numerator, 0), self.c.get(denominator, 0))
+        return ratio(top, bottom)
 
-    def _acos(self) -> tuple[Decimal | None, None]:
-        return self._share("ad_spend", "ad_sales"), None
-
-    def _roas(self) -> tuple[Decimal | None, None]:
-        return self._share("ad_sales", "ad_spend"), None
-
-    def _tacos(self) -> tuple[Decimal | None, None]:
-        return self._share("ad_spend", "gmv"), None
-
-    def _ctr(self) -> tuple[Decimal | None, None]:
-        return ratio(self.c.get("clicks", 0), self.c.get("impressions", 0)), None
-
-    def _cvr(self) -> tuple[Decimal | None, None]:
-        return ratio(self.c.get("ad_orders", 0), self.c.get("clicks", 0)), None
-
-    def _cancel_rate(self) -> tuple[Decimal | None, None]:
-        cancelled = self.c.get("cancelled_orders", 0)
-        return ratio(cancelled, cancelled + self.c.get("orders", 0)), None
-
-    def _return_rate(self) -> tuple[Decimal | None, None]:
-        return ratio(self.c.get("returned_units", 0), self.c.get("units", 0)), None
-
-    def _gross_margin(self) -> tuple[Decimal | None, None]:
-        if not self.fx_ok or self.c.get("cost_missing", 0):
+    def gross_margin(self) -> Pair:
+        if self.t.raw("cost_missing"):
             return None, None
-        gmv = self.c.get("gmv", 0)
-        spent = self.c.get("cost", 0) + self.c.get("ad_spend", 0) + self.c.get("refunds", 0)
-        return ratio(gmv - spent, gmv), None
+        gmv = self.t.reporting("gmv")
+        spent = [self.t.reporting(n) for n in ("cost", "ad_spend", "refunds")]
+        if gmv is None or any(s is None for s in spent):
+            return None, None
+        return ratio(gmv - sum(s for s in spent if s is not None), gmv), None
 
-    # inventory -------------------------------------------------------------
-    def _available(self) -> tuple[Decimal | None, None]:
-        return (Decimal(self.inventory["available"]) if self.inventory else None), None
+    # stock -------------------------------------------------------------
+    def stock_total(self, field: int) -> Decimal | None:
+        if not self.stock:
+            return None
+        return Decimal(sum(snapshot[field] for snapshot in self.stock.values()))
 
-    def _inbound(self) -> tuple[Decimal | None, None]:
-        return (Decimal(self.inventory["inbound"]) if self.inventory else None), None
-
-    def _velocity(self) -> tuple[Decimal | None, None]:
+    def velocity(self) -> Decimal | None:
         if self.window is None:
-            return None, None
+            return None
         days = DAYS.get(self.window) or Decimal(self.touch.day.day)  # mtd: days so far
-        return ratio(self.c.get("units", 0), days), None
+        return ratio(self.t.count("units"), days)
 
-    def _days_of_cover(self) -> tuple[Decimal | None, None]:
-        velocity = self._velocity()[0]
-        if self.inventory is None or velocity is None:
+    def days_of_cover(self) -> Pair:
+        available, velocity = self.stock_total(1), self.velocity()
+        if available is None or velocity is None:
             return None, None
-        return ratio(self.inventory["available"], velocity), None
+        return ratio(available, velocity), None
 
-    def _stockout(self) -> tuple[Decimal | None, None]:
-        velocity = self._velocity()[0]
-        if self.inventory is None or velocity is None:
+    def stockout(self) -> Pair:
+        available, velocity = self.stock_total(1), self.velocity()
+        if available is None or velocity is None:
             return None, None
-        return Decimal(int(self.inventory["available"] == 0 and velocity > 0)), None
+        return Decimal(int(available == 0 and velocity > 0)), None
 
-    # targets ---------------------------------------------------------------
-    def _target_attainment(self) -> tuple[Decimal | None, None]:
-        target = self._target_minor()
-        if target is None or not self.fx_ok:
+    # targets -----------------------------------------------------------
+    def target_attainment(self) -> Pair:
+        target = self._target()
+        if target is None:
             return None, None
-        return ratio(self.c.get("gmv", 0), target), None
+        gmv = self.t.reporting("gmv")
+        return (ratio(gmv, target) if gmv is not None else None), None
 
-    def _pace(self) -> tuple[Decimal | None, None]:
-        attainment = self._target_attainment()[0]
-        elapsed = _month_elapsed(self.touch.at, self.touch.day, ZoneInfo(self.touch.scope.zone))
+    def pace(self) -> Pair:
+        attainment = self.target_attainment()[0]
+        scope = self.touch.scope
+        elapsed = _month_elapsed(self.touch.at, self.touch.day, ZoneInfo(scope.zone))
         if attainment is None or elapsed is None:
             return None, None
         return ratio(attainment, elapsed), None
 
-    def _target_minor(self) -> int | None:
+    def _target(self) -> Decimal | None:
         level = LEVEL_NAMES[self.touch.scope.level]
         if level not in TARGET_LEVELS:
             return None
@@ -342,10 +391,40 @@ class _Calculator:
         amount = self.reference.targets.get((month, level, labels))
         if amount is None:
             return None
-        minor = int(amount.value.scaleb(minor_unit_exponent(amount.currency)))
-        return self.reference.fx.convert_minor(
-            minor, amount.currency, self.touch.day.replace(day=1)
-        )
+        rate = self.reference.fx.rate(amount.currency, self.touch.day.replace(day=1))
+        return None if rate is None else amount.value * rate
+
+
+def _pair(value: Decimal | None) -> Pair:
+    return value, None
+
+
+_FORMULAS: Final[dict[str, Callable[[Calculator], Pair]]] = {
+    "gmv": lambda c: c.money("gmv"),
+    "ad_spend": lambda c: c.money("ad_spend"),
+    "ad_sales": lambda c: c.money("ad_sales"),
+    "aov": lambda c: c.per("gmv", "orders"),
+    "cpc": lambda c: c.per("ad_spend", "clicks"),
+    "acos": lambda c: _pair(c.share("ad_spend", "ad_sales")),
+    "roas": lambda c: _pair(c.share("ad_sales", "ad_spend")),
+    "tacos": lambda c: _pair(c.share("ad_spend", "gmv")),
+    "ctr": lambda c: _pair(ratio(c.t.count("clicks"), c.t.count("impressions"))),
+    "cvr": lambda c: _pair(ratio(c.t.count("ad_orders"), c.t.count("clicks"))),
+    "cancel_rate": lambda c: _pair(
+        ratio(c.t.count("cancelled_orders"), c.t.count("cancelled_orders") + c.t.count("orders"))
+    ),
+    "return_rate": lambda c: _pair(ratio(c.t.count("returned_units"), c.t.count("units"))),
+    "gross_margin": Calculator.gross_margin,
+    "available": lambda c: _pair(c.stock_total(1)),
+    "inbound": lambda c: _pair(c.stock_total(2)),
+    "velocity": lambda c: _pair(c.velocity()),
+    "days_of_cover": Calculator.days_of_cover,
+    "stockout": Calculator.stockout,
+    "target_attainment": Calculator.target_attainment,
+    "pace": Calculator.pace,
+}
+if set(_FORMULAS) | {"orders", "units", "clicks", "impressions", "ad_orders"} != set(CATALOG):
+    raise RuntimeError("streams.values: every catalog KPI needs a formula")  # pragma: no cover
 
 
 def _round(value: Decimal, currency: str | None) -> Decimal:
@@ -360,3 +439,8 @@ def _month_elapsed(at: datetime, day: date, zone: ZoneInfo) -> Decimal | None:
     end = datetime.combine(next_month, datetime.min.time(), zone).astimezone(UTC)
     elapsed = (min(at, end) - start) / (end - start)
     return Decimal(str(round(elapsed, 9))) if elapsed > 0 else None
+
+
+def shape_counters(counters: Counters) -> dict[str, int]:
+    """The orders-by-local-hour counters of a day bucket."""
+    return {k: v for k, v in counters.items() if k.startswith(SHAPE)}

@@ -76,3 +76,39 @@ def hour_period(moment: datetime, zone: ZoneInfo) -> Window:
     local = moment.astimezone(zone).replace(minute=0, second=0, microsecond=0)
     start = local.astimezone(UTC)
     return Window(start=start, end=start + timedelta(hours=1), label=local.isoformat())
+
+
+def hour_start(moment: datetime, zone: ZoneInfo) -> int:
+    """The start of the local clock hour of `moment`, as epoch seconds: the id of an hour bucket
+    (unambiguous on a daylight-saving day; on the :30 for zones half an hour off UTC)."""
+    local = moment.astimezone(zone)
+    return int(moment.timestamp() // 1) - local.minute * 60 - local.second
+
+
+def local_date(moment: datetime, zone: ZoneInfo) -> date:
+    return moment.astimezone(zone).date()
+
+
+@functools.lru_cache(maxsize=65536)
+def hour_day(start: int, zone: ZoneInfo) -> date:
+    """The local day an hour bucket (by its start) belongs to."""
+    return datetime.fromtimestamp(start, zone).date()
+
+
+@functools.lru_cache(maxsize=65536)
+def hour_of_day(start: int, zone: ZoneInfo) -> int:
+    """The local clock hour (0-23) an hour bucket starts at."""
+    return datetime.fromtimestamp(start, zone).hour
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the epoch: how versions and marks are compared and stored."""
+    delta = moment - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

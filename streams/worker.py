@@ -16,8 +16,8 @@ from sinks.load import load_path as load_sinks
 from sinks.load import load_setup_path
 from sinks.registry import build
 from sinks.webhook import WebhookSink
-from streams.app import ROLLUP_TABLES, TABLES, build_app
-from streams.events import TOPICS
+from streams.app import TABLES, build_app
+from streams.events import EVENTS_TOPIC, TOPICS
 from streams.fxfeed import FxFeed
 from streams.reference import load_reference
 from streams.reload import RuleReloader
@@ -35,6 +35,7 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
     names = [
         settings.topic(n)
         for n in (
+            EVENTS_TOPIC,
             *TOPICS.values(),
             "alerts",
             "alerts-dead-letter",
@@ -54,9 +55,6 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
             compacted=True,
         )
     )
-    # Faust warns each time its fixed 100-message producer buffer fills, which under any real
-    # load is every few milliseconds; it is flow control, not a problem.
-    logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
     reference = load_reference(
         settings.reporting_currency,
         fx=settings.fx_file,
@@ -70,7 +68,7 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
     app = build_app(settings, rules, sinks, reference, sinks_setup=setup)
     app.task(feed.follow)
     if settings.rules:  # the shipped rules never change under a running worker
-        app.task(RuleReloader(settings.rules, app.kpiwatch_pipelines).watch)
+        app.task(RuleReloader(settings.rules, app.kpiwatch_processors).watch)
     log.info("worker %s: %d rule(s), sinks %s", app.conf.id, len(rules), [s.name for s in sinks])
     worker = faust.Worker(app, loop=loop, loglevel="INFO", redirect_stdouts=False)
     worker.execute_from_commandline()
@@ -92,4 +90,4 @@ def build_sinks(settings: Settings, *, console: bool = True) -> list[Sink]:
 def changelog_topics(settings: Settings) -> list[str]:
     """The changelog topic of every table, named as Faust names them: <app id>-<table>-changelog."""
     app_id = settings.topic(settings.app_id)
-    return [f"{app_id}-{table}-changelog" for table in (*TABLES, *ROLLUP_TABLES.values())]
+    return [f"{app_id}-{table}-changelog" for table in TABLES]

@@ -30,11 +30,9 @@ from connectors.base import SourceError, run_source
 from connectors.checkpoint import MemoryCheckpoints
 from rules.errors import InvalidEventError
 from rules.load import RuleSet
+from streams.embedded import Engine, reader
 from streams.events import AdSpendEvent, Event
-from streams.kpi import State
-from streams.pipeline import Pipeline
 from streams.query import kpi_rows
-from streams.reference import Reference
 
 ClientFor = Callable[[Callable[..., Reply]], httpx.AsyncClient]
 HOST = "https://ads.test"
@@ -371,11 +369,9 @@ async def test_control_messages_other_datasets_and_bad_records() -> None:
 
 
 def ad_spend(events: Sequence[Event], at: datetime) -> Any:
-    state = State()
-    pipeline = Pipeline(state, RuleSet([]), Reference())
-    for event in events:
-        pipeline.process_inline(event)
-    [values] = [r["values"] for r in kpi_rows(state, Reference(), "store", "1d", at)]
+    engine = Engine(RuleSet([]))
+    engine.process_events(events)
+    [values] = [r["values"] for r in kpi_rows(reader(engine.state), "store", "1d", at)]
     return values["ad_spend"], values["ad_orders"]
 
 

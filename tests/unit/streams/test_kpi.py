@@ -1,5 +1,6 @@
 """The KPI engine: hand-computed values per KPI, undefined cases, JPY and FX, DST days, late and
-duplicate events, cancellations after the fact, ad restatements, rollups across stores."""
+duplicate events, cancellations after the fact, ad restatements, versions arriving out of order,
+money rounded once per day, rollups across stores."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from typing import Any
 import pytest
 
 from rules.load import RuleSet
+from streams.embedded import Engine, reader
 from streams.events import AdSpendEvent, Event, InventoryEvent, OrderEvent
-from streams.kpi import LateEventError, State
-from streams.pipeline import Pipeline
+from streams.kpi import LateEventError
 from streams.query import kpi_rows
 from streams.reference import Reference, load_reference
+from streams.state import key_parts
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 10:00 JST on the 23rd, 17:00 PST on the 22nd
 
@@ -84,12 +86,22 @@ def stock(event_id: str, warehouse: str, available: int, as_of: datetime) -> Inv
     )
 
 
-def run(events: list[Event], reference: Reference | None = None) -> tuple[State, Reference]:
-    state, reference = State(), reference or Reference()
-    pipeline = Pipeline(state, RuleSet([]), reference)
-    for event in events:
-        pipeline.process_inline(event)
-    return state, reference
+def run(events: list[Event], reference: Reference | None = None) -> Engine:
+    """Each event its own message, as a worker reads single-event messages."""
+    engine = Engine(RuleSet([]), reference or Reference())
+    engine.process_events(events)
+    return engine
+
+
+def rows(
+    events: list[Event],
+    by: str = "store",
+    window: str = "1d",
+    at: datetime = T0 + timedelta(hours=2),
+    reference: Reference | None = None,
+) -> list[dict[str, Any]]:
+    engine = run(events, reference)
+    return kpi_rows(reader(engine.state, engine.reference), by, window, at)
 
 
 def kpis(
@@ -99,10 +111,9 @@ def kpis(
     at: datetime = T0 + timedelta(hours=2),
     reference: Reference | None = None,
 ) -> dict[str, Any]:
-    state, reference = run(events, reference)
-    rows = kpi_rows(state, reference, by, window, at)
-    assert len(rows) == 1, rows
-    values: dict[str, Any] = rows[0]["values"]
+    found = rows(events, by, window, at, reference)
+    assert len(found) == 1, found
+    values: dict[str, Any] = found[0]["values"]
     return values
 
 
@@ -128,14 +139,8 @@ def test_money_without_an_fx_rate_is_undefined_never_zero() -> None:
 
 
 def test_the_native_value_stays_exact_without_fx() -> None:
-    from streams.kpi import Touch, store_scope
-    from streams.values import snapshot
-
-    state, reference = run([order("e1")])
-    scope = store_scope(order("x"), reference)
-    touch = Touch(scope, frozenset({"orders"}), date(2026, 11, 23), None, T0)
-    view = snapshot(state, reference, touch, "1d")
-    assert (view.native["gmv"], view.native_currency) == (Decimal(4460), "JPY")
+    [row] = rows([order("e1")])
+    assert (row["native"]["gmv"], row["native_currency"]) == ("4460", "JPY")
 
 
 def test_duplicate_event_ids_and_test_orders_count_nothing() -> None:
@@ -269,38 +274,41 @@ def test_a_dst_day_has_23_hours_and_its_hours_stay_apart() -> None:
         us_order(f"e{h}", f"o{h}", "1.00", occurred_at=spring + timedelta(hours=h))
         for h in range(24)
     ]
-    state, reference = run(events)
-    day = kpi_rows(state, reference, "store", "1d", spring + timedelta(hours=12))[0]
+    engine = run(events)
+    view = reader(engine.state, engine.reference)
+    day = kpi_rows(view, "store", "1d", spring + timedelta(hours=12))[0]
     assert day["values"]["orders"] == "23"  # the 24th hour is already the 9th
     assert day["window_end"] == "2026-03-09T07:00:00+00:00"
-    trailing = kpi_rows(state, reference, "store", "24h", spring + timedelta(hours=23))[0]
+    trailing = kpi_rows(view, "store", "24h", spring + timedelta(hours=23))[0]
     assert trailing["values"]["orders"] == "24"
 
 
 def test_an_event_past_retention_is_late() -> None:
-    state, reference = run([us_order("e1", "o1", "1.00")])
-    pipeline = Pipeline(state, RuleSet([]), reference)
+    engine = run([us_order("e1", "o1", "1.00")])
     with pytest.raises(LateEventError, match=r"late: .* more than 63 days before"):
-        pipeline.process(us_order("e2", "o2", "1.00", occurred_at=T0 - timedelta(days=64)))
+        engine.process_events([us_order("e2", "o2", "1.00", occurred_at=T0 - timedelta(days=64))])
     late_but_kept = us_order("e3", "o3", "1.00", occurred_at=T0 - timedelta(days=10))
-    assert pipeline.process(late_but_kept).alerts == []
-    assert kpi_rows(state, reference, "store", "28d", T0)[0]["values"]["orders"] == "2"
+    assert engine.process_events([late_but_kept]) == []
+    view = reader(engine.state, engine.reference)
+    assert kpi_rows(view, "store", "28d", T0)[0]["values"]["orders"] == "2"
 
 
 def test_old_buckets_expire_as_the_store_moves_on() -> None:
-    # Sweeps run once a day per partition: the day after the jump has removed everything old.
-    state, _ = run(
+    engine = run(
         [
             us_order("e1", "o1", "1.00"),
             us_order("e2", "o2", "1.00", occurred_at=T0 + timedelta(days=70)),
             us_order("e3", "o3", "1.00", occurred_at=T0 + timedelta(days=71)),
         ]
     )
-    days = [k for k, v in state.buckets.items() if v["grain"] == "d"]
-    assert all("2026-11-2" not in k for k in days)
-    assert len(state.seen) == 2
-    starts = sorted({v["start"][:10] for v in state.rollups.values()})
-    assert starts == ["2027-01-31", "2027-02-01"]
+    buckets = [key_parts(k) for k in engine.state.stores]
+    days = sorted(parts[3] for parts in buckets if parts[1] == "d")
+    assert days == ["2027-01-31", "2027-02-01"]  # the store's days in Pacific time
+    hours = [int(parts[3]) for parts in buckets if parts[1] == "h"]
+    assert len(hours) == 2
+    # The order of 22 Nov is gone with its hour: a late status for it would count anew.
+    view = reader(engine.state, engine.reference)
+    assert kpi_rows(view, "store", "28d", T0 + timedelta(days=71))[0]["values"]["orders"] == "2"
 
 
 def test_rollups_sum_stores_in_the_reporting_currency_only(tmp_path: Path) -> None:
@@ -313,11 +321,11 @@ def test_rollups_sum_stores_in_the_reporting_currency_only(tmp_path: Path) -> No
         order("e1"),
         us_order("e2", "o2", "10.00", occurred_at=T0 + timedelta(hours=10)),
     ]
-    state, reference = run(events, reference)
-    team = kpi_rows(state, reference, "team", "1d", T0 + timedelta(hours=12))
+    team = rows(events, "team", "1d", T0 + timedelta(hours=12), reference)
     assert team[0]["scope"] == {"team": "east"}
-    assert team[0]["values"]["gmv"] == "39.88"  # 29.88 (JP, 23 Nov) + 10.00 (US, 23 Nov)
-    market = kpi_rows(state, reference, "marketplace", "1d", T0 + timedelta(hours=12))
+    # 29.882 (JP, 23 Nov, unrounded) + 10.00 (US, 23 Nov), rounded once: 39.88
+    assert team[0]["values"]["gmv"] == "39.88"
+    market = rows(events, "marketplace", "1d", T0 + timedelta(hours=12), reference)
     assert [row["scope"]["marketplace"] for row in market] == ["JP", "US"]
 
 
@@ -335,7 +343,63 @@ def test_the_pipeline_tells_its_observer_every_judged_value() -> None:
     from rules.load import load_default
 
     seen: list[tuple[str, Any]] = []
-    pipeline = Pipeline(State(), load_default(), Reference())
-    pipeline.observe = lambda evaluation: seen.append((evaluation.rule.name, evaluation.value))
-    pipeline.process(stock("i1", "fba", 3, T0))
+    engine = Engine(load_default(), Reference())
+    engine.observe(lambda evaluation: seen.append((evaluation.rule.name, evaluation.value)))
+    engine.process_events([stock("i1", "fba", 3, T0)])
     assert seen == [("stockout", Decimal(3))]
+
+
+# Versions arriving out of order -------------------------------------------------------------
+
+
+def test_a_late_retry_of_placed_does_not_undo_a_cancellation() -> None:
+    placed = us_order("e1", "o1", "10.00")
+    cancelled = us_order(
+        "e2", "o1", "10.00", status="cancelled", occurred_at=T0 + timedelta(hours=1)
+    )
+    for events in ([placed, cancelled], [cancelled, placed], [placed, cancelled, placed]):
+        values = kpis(events)
+        assert (values["orders"], values["gmv"], values["cancel_rate"]) == ("0", "0.00", "1.000000")
+
+
+def test_an_order_stays_in_the_day_it_was_placed_whichever_version_comes_first() -> None:
+    placed = us_order("e1", "o1", "10.00")  # 22 Nov 17:00 in Los Angeles
+    returned = us_order("e2", "o1", "10.00", status="returned", occurred_at=T0 + timedelta(days=3))
+    for events in ([placed, returned], [returned, placed]):
+        day = kpis(events, at=T0 + timedelta(hours=2))
+        assert (day["orders"], day["return_rate"]) == ("1", "1.000000")
+        later = kpis(events, at=T0 + timedelta(days=3))
+        assert later["orders"] == "0"
+
+
+def test_an_ad_restatement_that_arrives_before_the_original_report_stays() -> None:
+    original = ad("a1", "30.00", "100.00")
+    restated = ad("a2", "30.00", "150.00", occurred_at=T0 + timedelta(days=7))
+    for events in ([original, restated], [restated, original]):
+        assert kpis(events, by="store,campaign")["ad_sales"] == "150.00"
+
+
+def test_a_tie_of_times_is_won_by_the_later_arrival() -> None:
+    # A corrected export row: same time, new id, new figures.
+    first = us_order("e1", "o1", "10.00")
+    corrected = us_order("e2", "o1", "12.00")
+    assert kpis([first, corrected])["gmv"] == "12.00"
+
+
+# Money that reconciles ------------------------------------------------------------------------
+
+
+def test_a_days_total_is_its_local_total_times_the_days_rate_rounded_once(tmp_path: Path) -> None:
+    # 2,000 orders of 333 JPY at 0.0067: each is 2.2311 USD. Rounded per order they would sum
+    # to 2,000 x 2.23 = 4,460.00; the day's total is 666,000 JPY x 0.0067 = 4,462.20 USD.
+    orders = [
+        order(
+            f"e{n}",
+            order_id=f"o{n}",
+            lines=[{"sku": "A", "quantity": 1, "unit_price": {"amount": "333", "currency": "JPY"}}],
+        )
+        for n in range(2000)
+    ]
+    values = kpis(orders, reference=jpy_reference(tmp_path))
+    assert values["gmv"] == "4462.20"
+    assert values["aov"] == "2.23"  # 4462.2 / 2000 = 2.2311, rounded once

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from rules.load import load_paths
-from streams.kpi import State
 from streams.pipeline import Pipeline
 from streams.reload import RuleReloader
+from streams.state import StateStore
 
 RULE = 'rules:\n  - name: acos-high\n    kpi: acos\n    thresholds: {{warning: "> {0}%"}}\n'
 
@@ -26,7 +26,7 @@ def setup(tmp_path: Path) -> tuple[Path, list[Pipeline], RuleReloader]:
     path = tmp_path / "rules.yaml"
     write(path, RULE.format(35), 1)
     rules = load_paths([path])
-    pipelines = [Pipeline(State(), rules), Pipeline(State(), rules)]
+    pipelines = [Pipeline(StateStore(), rules), Pipeline(StateStore(), rules)]
     return path, pipelines, RuleReloader([path], pipelines)
 
 
@@ -70,7 +70,7 @@ def test_a_broken_file_is_refused_with_one_line_and_the_old_rules_run(
 
 def test_a_new_file_in_a_watched_folder_is_loaded(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", RULE.format(35), 1)
-    pipeline = Pipeline(State(), load_paths([tmp_path]))
+    pipeline = Pipeline(StateStore(), load_paths([tmp_path]))
     reloader = RuleReloader([tmp_path], [pipeline])
     write(tmp_path / "b.yaml", RULE.format(40).replace("acos-high", "acos-b"), 2)
     assert reloader.poll() is True

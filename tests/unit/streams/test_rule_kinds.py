@@ -7,9 +7,8 @@ from typing import Any
 
 from rules.alerts import Alert
 from rules.load import RuleSet, load_text
+from streams.embedded import Engine
 from streams.events import Event, InventoryEvent, OrderEvent
-from streams.kpi import State
-from streams.pipeline import Pipeline
 
 MONDAY = datetime.fromisoformat("2026-11-23T00:00:00-08:00")  # Amazon US days are Pacific
 
@@ -31,15 +30,13 @@ def order(event_id: str, at: datetime, amount: str, store: str = "us-1") -> Orde
     )
 
 
-def pipeline(rules: str) -> Pipeline:
-    return Pipeline(State(), RuleSet(load_text(rules, "rules.yaml")))
+def pipeline(rules: str) -> Engine:
+    return Engine(RuleSet(load_text(rules, "rules.yaml")))
 
 
-def feed(pipe: Pipeline, events: list[Event]) -> list[Alert]:
-    alerts: list[Alert] = []
-    for event in events:
-        alerts.extend(pipe.process_inline(event))
-    return alerts
+def feed(pipe: Engine, events: list[Event]) -> list[Alert]:
+    """Each event its own message, as a worker reads single-event messages."""
+    return pipe.process_events(events)
 
 
 def brief(alerts: list[Alert]) -> list[tuple[str, str, str, str]]:
@@ -132,7 +129,7 @@ def test_silence_outside_business_hours_is_not_judged() -> None:
     assert feed(pipe, events) == []
 
 
-def test_the_end_of_a_replay_judges_silence_at_the_newest_event_time() -> None:
+def test_a_replay_judges_silence_at_the_whole_hours_its_events_pass() -> None:
     from streams.embedded import replay
     from streams.events import RawRecord, encode
 

@@ -8,12 +8,14 @@ from zoneinfo import ZoneInfo
 
 from unit.streams.test_kpi import order, run
 
-from rules.kpis import STORE
-from streams.kpi import Scope, Touch, bucket_key
+from streams.embedded import reader
+from streams.kpi import Stores, Touch
+from streams.reference import Reference
+from streams.state import decode_value, key_parts
 from streams.values import usual_share
 
 TOKYO = ZoneInfo("Asia/Tokyo")
-SCOPE = Scope(STORE, {"platform": "amazon", "marketplace": "JP", "store": "jp-1"}, TOKYO.key)
+SCOPE = Stores(Reference()).ref("amazon", "JP", "jp-1").scope()
 
 
 def touch(at: datetime) -> Touch:
@@ -61,15 +63,15 @@ def test_day_buckets_and_marketplace_rollups_keep_orders_by_local_hour() -> None
             "e0-cancel", order_id="o0", status="cancelled", occurred_at=start + timedelta(hours=3)
         )
     )
-    state, _ = run(events)
-    day = state.buckets[bucket_key(SCOPE, "d", "2026-11-20")]["counters"]
+    engine = run(events)
+    [day] = [
+        decode_value(raw)[""]
+        for key, raw in engine.state.stores.items()
+        if key_parts(key)[1:4:2] == ["d", "2026-11-20"]
+    ]
     # o0 at 18:30 was cancelled later: it leaves 18:00 (its own hour), not the hour it died in.
     assert {k: v for k, v in day.items() if k.startswith("orders@")} == {
         "orders@19": 2,
     }
-    [rollup] = [
-        b["counters"]
-        for k, b in state.rollups.items()
-        if "marketplace" in str(b["labels"]) and "store" not in b["labels"]
-    ]
-    assert rollup["orders@19"] == 2
+    rollups = reader(engine.state).dump()["rollups"]
+    assert rollups["marketplace/amazon/JP"]["2026-11-20"]["orders@19"] == 2
