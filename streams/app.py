@@ -35,7 +35,7 @@ from rules.load import RuleSet
 from sinks.base import Sink
 from sinks.load import SinksSetup
 from streams import metrics
-from streams.durable import recover, write_batch
+from streams.durable import mark_sent, recover, write_batch
 from streams.events import EVENTS_TOPIC, TOPICS, EventKind, decode_message
 from streams.kpi import Stores
 from streams.notify import install_notifier
@@ -236,7 +236,7 @@ class EventsProcessor:
         by_partition: dict[int, list[Any]] = {}
         for event in events:
             by_partition.setdefault(event.message.partition, []).append(event)
-        sent: list[dict[str, Any]] = []
+        sent: list[tuple[int, int, dict[str, Any]]] = []
         counted = 0
         for partition, group in by_partition.items():
             pipeline = await self.runner(partition)
@@ -251,12 +251,14 @@ class EventsProcessor:
                 "dead": [*decoded.dead, *poisoned, *_late(output, decoded)],
             }
             await write_batch(pipeline.store, partition, self.changelog, meta, outputs)
-            sent.append(outputs)
+            sent.append((partition, meta["seq"], outputs))
         await self.changelog.flush()
-        for outputs in sent:
+        for _, _, outputs in sent:
             self.observe(outputs)
             await self.outputs.send(outputs)
         await self.outputs.flush()
+        for partition, seq, _ in sent:
+            await mark_sent(self.runners[partition].store, partition, self.changelog, seq)
         for event in events:
             event.ack()
         if counted:
@@ -397,7 +399,7 @@ class RollupsProcessor:
         by_partition: dict[int, list[Any]] = {}
         for event in events:
             by_partition.setdefault(event.message.partition, []).append(event)
-        sent = []
+        sent: list[tuple[int, int, dict[str, Any]]] = []
         for partition, group in by_partition.items():
             pipeline = await self.runner(partition)
             applied = pipeline.state.meta()["pos"]
@@ -418,14 +420,16 @@ class RollupsProcessor:
             meta["pos"].update(positions)
             outputs = {"alerts": [a.model_dump(mode="json") for a in output.alerts]}
             await write_batch(pipeline.store, partition, self.changelog, meta, outputs)
-            sent.append(outputs)
+            sent.append((partition, meta["seq"], outputs))
         await self.changelog.flush()
-        for outputs in sent:
+        for _, _, outputs in sent:
             for alert in outputs["alerts"]:
                 status = f"{alert['status']}-muted" if alert.get("muted") else alert["status"]
                 metrics.ALERTS.labels(rule=alert["rule"], status=status).inc()
             await self.outputs.send(outputs)
         await self.outputs.flush()
+        for partition, seq, _ in sent:
+            await mark_sent(self.runners[partition].store, partition, self.changelog, seq)
         for event in events:
             event.ack()
 
@@ -535,14 +539,28 @@ def build_app(
     )
 
     def table(name: str) -> Any:
+        # Keys are str and values the JSON bytes streams.state wrote, on the changelog as they
+        # are (a table's own changelog topic would JSON-encode them again).
+        changelog = app.topic(
+            f"{app.conf.id}-{name}-changelog",
+            key_type=str,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+            compacting=True,
+            acks=False,
+            internal=True,
+            maxsize=131_072,
+            allow_empty=True,
+        )
         return app.Table(
             name,
             default=None,
             partitions=settings.partitions,
             key_type=str,
             value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
+            changelog_topic=changelog,
         )
 
     state_table, rollup_table = table(STATE_TABLE), table(ROLLUP_TABLE)

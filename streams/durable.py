@@ -10,13 +10,15 @@ partition is written to its changelog partition as
                     dead letters), how many redo parts
     keys            each changed key (what compaction keeps, and recovery reads)
 
-and only then are its outputs sent and its input offsets acknowledged. Recovering a partition
+and only then are its outputs sent and its input offsets acknowledged (and then `{p} sent`
+records that the outputs arrived, with the next batch's writes). Recovering a partition
 (`recover`) finds one of three states: the marker is older than the redo parts (the batch was
 cut before its marker: none of its keys were written, as they come after; nothing to do), the
 marker matches the redo parts (the batch was cut among its keys: the redo parts hold them all,
 written again), or the batch is whole. In every case the state is that of whole batches, the
 marker says which input offsets it holds (so re-read messages are skipped, not counted twice),
-and the marker's outputs are sent again (an alert sink and the rollup side drop what they had).
+and the marker's outputs are sent again unless `sent` says they arrived (a crash between the two
+repeats them: an alert sink and the rollup side drop what they had).
 
 No Kafka transaction is needed, and readers of the changelog need nothing special.
 """
@@ -29,7 +31,7 @@ from typing import Any, Final, Protocol
 
 import pydantic_core
 
-from streams.state import META, REDO, StateStore, decode_value, encode_value, state_key
+from streams.state import META, REDO, SENT, StateStore, decode_value, encode_value, state_key
 
 # A redo part stays well under Kafka's 1 MiB message limit (topics are made with a larger
 # max.message.bytes, but the producer's max_request_size is 1 MiB by default).
@@ -118,7 +120,17 @@ async def recover(store: StateStore, partition: int, changelog: Changelog) -> Re
                 rolled += 1
         await changelog.flush()
     store.forget(list(store.all_keys()))
+    sent = store.backing.get(state_key(partition, SENT))
+    if sent is not None and decode_value(sent) == meta["seq"]:
+        return Recovered(rolled, {})
     return Recovered(rolled, meta.get("out") or {})
+
+
+async def mark_sent(store: StateStore, partition: int, changelog: Changelog, seq: int) -> None:
+    """Record that the outputs of batch `seq` arrived (queued: the next flush writes it)."""
+    value = encode_value(seq)
+    store.backing[state_key(partition, SENT)] = value
+    await changelog.send(partition, state_key(partition, SENT), value)
 
 
 OutputSender = Callable[[dict[str, Any]], Awaitable[None]]

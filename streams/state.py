@@ -16,6 +16,7 @@ its keys from another's after a rebalance. The separator is ASCII RS, which ids 
     {p} meta                   the partition's marker: input positions, event-time progress, its
                                stores, the last batch's outputs (streams.durable)
     {p} redo {n}               the last batch's writes (streams.durable)
+    {p} sent                   the last batch whose outputs the broker acknowledged
     {q} r {scope} {day}        a cross-store scope's day: counters per store hour (streams.rollup)
 
 `StateStore` reads values decoded (cached, bounded), collects what a batch changes, and writes
@@ -40,6 +41,7 @@ ALERT: Final = "a"
 ROLLUP: Final = "r"
 META: Final = "meta"
 REDO: Final = "redo"
+SENT: Final = "sent"
 
 # Decoded values kept for reuse, by the size of their JSON; what falls out is decoded again
 # from the bytes when next read. Hot keys (this hour, this day, this week) stay decoded.

@@ -154,15 +154,22 @@ async def read_topic(
         while time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=300)
             for messages in batches.values():
-                records.extend(
-                    {**json.loads(m.value), "_partition": m.partition, "_offset": m.offset}
-                    for m in messages
-                )
+                for m in messages:
+                    records.extend(_records(m))
             if until(records) and await _caught_up(consumer, partitions):
                 break
         return records
     finally:
         await consumer.stop()
+
+
+def _records(message: Any) -> list[dict[str, Any]]:
+    """A message's JSON record, or each record of a packed message (a JSON array)."""
+    value = json.loads(message.value)
+    where = {"_partition": message.partition, "_offset": message.offset}
+    if isinstance(value, list):
+        return [{**item, **where, "_index": n} for n, item in enumerate(value)]
+    return [{**value, **where}]
 
 
 async def _partitions(bootstrap: str, topic: str, deadline: float) -> list[TopicPartition]:

@@ -34,7 +34,7 @@ from connectors.api import make_client
 from connectors.base import run_source
 from connectors.checkpoint import RedisCheckpoints
 from connectors.kafka import EventProducer, ensure_topics
-from streams.events import TOPICS
+from streams.events import EVENTS_TOPIC
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,7 @@ async def wait_exit(process: subprocess.Popen[bytes], timeout: float = 90.0) -> 
 async def order_ids(services: Services, prefix: str) -> list[str]:
     records = await read_topic(
         services.kafka_bootstrap,
-        prefix + TOPICS["order"],
+        prefix + EVENTS_TOPIC,
         until=lambda found: len({r["event_id"] for r in found}) >= ORDERS,
         timeout=30.0,
     )
@@ -204,7 +204,7 @@ async def test_a_page_replayed_after_a_crash_is_counted_once(
     services: Services, prefix: str, tmp_path: Path, amazon: tuple[FakeAmazon, Gate, str]
 ) -> None:
     _, _, url = amazon
-    topics = [prefix + topic for topic in TOPICS.values()]
+    topics = [prefix + EVENTS_TOPIC]
     await ensure_topics(services.kafka_bootstrap, topics, 4)
     store = SpStore(
         store_id=f"us-{uuid.uuid4().hex[:8]}", marketplace_id="ATVPDKIKX0DER", currency="USD"
@@ -225,7 +225,7 @@ async def test_a_page_replayed_after_a_crash_is_counted_once(
     assert len(ids) == ORDERS + 2  # page 2 is on the topic twice ...
     events = tmp_path / "orders.jsonl"
     records = await read_topic(
-        services.kafka_bootstrap, prefix + TOPICS["order"], until=lambda r: len(r) >= len(ids)
+        services.kafka_bootstrap, prefix + EVENTS_TOPIC, until=lambda r: len(r) >= len(ids)
     )
     events.write_text(
         "".join(
@@ -291,7 +291,7 @@ async def test_connect_serves_shopify_webhooks_to_kafka_with_metrics(
         code = process.wait(30)
     assert code == 0, log.read_text()
     [event] = await read_topic(
-        services.kafka_bootstrap, prefix + TOPICS["order"], until=lambda r: len(r) >= 1
+        services.kafka_bootstrap, prefix + EVENTS_TOPIC, until=lambda r: len(r) >= 1
     )
     assert event["store_id"] == store_id
     [dead] = await read_topic(

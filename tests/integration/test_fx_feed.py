@@ -16,7 +16,7 @@ from integration.conftest import WorkerFactory
 from integration.support import Services
 
 from connectors.kafka import EventProducer, ensure_topics
-from streams.events import TOPICS, OrderEvent
+from streams.events import EVENTS_TOPIC, TOPICS, OrderEvent
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ async def test_rates_published_before_and_while_the_worker_runs(
     produce_fx(
         services, prefix, tmp_path / "fx1.csv", "date,currency,rate\n2026-11-01,JPY,0.0067\n"
     )
-    names = [prefix + name for name in TOPICS.values()]
+    names = [prefix + name for name in (EVENTS_TOPIC, *TOPICS.values())]
     await ensure_topics(services.kafka_bootstrap, names, 4)
     worker = worker_factory(prefix)
     worker.start()

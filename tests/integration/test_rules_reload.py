@@ -13,8 +13,7 @@ from integration.conftest import WorkerFactory
 from integration.support import Services, WorkerProcess, read_topic
 
 from connectors.kafka import EventProducer, ensure_topics
-from streams.events import TOPICS, InventoryEvent, OrderEvent
-from streams.kpi import SEP
+from streams.events import EVENTS_TOPIC, TOPICS, InventoryEvent, OrderEvent
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +47,7 @@ def order(store: str, minutes: int) -> OrderEvent:
 
 
 async def send(services: Services, prefix: str, *events: OrderEvent | InventoryEvent) -> None:
-    names = [prefix + name for name in (*TOPICS.values(), "alerts", "dead-letter")]
+    names = [prefix + name for name in (EVENTS_TOPIC, *TOPICS.values(), "alerts", "dead-letter")]
     await ensure_topics(services.kafka_bootstrap, names, 4)
     async with EventProducer(services.kafka_bootstrap, prefix) as producer:
         for event in events:
@@ -68,13 +67,13 @@ def wait_until_counted(worker: WorkerProcess, store: str, timeout: float = 60.0)
     deadline, seen = time.monotonic() + timeout, "nothing"
     while time.monotonic() < deadline:
         try:
-            keys = list(worker.state()["buckets"])
+            keys = list(worker.state()["stores"])
         except httpx.TransportError as exc:
             seen = repr(exc)  # the web server may come up just after "Ready"
         else:
-            if any(store in key.split(SEP) for key in keys):
+            if any(store in key.split("/") for key in keys):
                 return
-            seen = f"{len(keys)} bucket(s)"
+            seen = f"{len(keys)} store(s)"
         time.sleep(0.5)
     raise TimeoutError(f"store {store} not counted after {timeout}s (last: {seen})")
 

@@ -22,8 +22,7 @@ from integration.support import Services, Webhook, WorkerProcess, alert_identity
 
 from connectors.kafka import EventProducer, ensure_topics
 from connectors.simulator import simulate
-from streams.events import TOPICS, encode
-from streams.kpi import State
+from streams.events import EVENTS_TOPIC, TOPICS, RawRecord, decode, encode
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +48,10 @@ def replay(path: Path) -> list[dict[str, Any]]:
 
 
 def embedded_tables(lines: list[bytes]) -> dict[str, Any]:
+    """The embedded runtime's state as the worker's /state shows its own."""
     from rules.load import load_default
+    from streams.embedded import State, reader
     from streams.embedded import replay as run
-    from streams.events import RawRecord
 
     state = State()
     run(
@@ -60,11 +60,16 @@ def embedded_tables(lines: list[bytes]) -> dict[str, Any]:
         lambda alert: None,
         state=state,
     )
-    return {
-        "buckets": dict(state.buckets),
-        "inventory": dict(state.inventory),
-        "rollups": dict(state.rollups),
-    }
+    dumped: dict[str, Any] = json.loads(json.dumps(reader(state).dump()))
+    return dumped
+
+
+def hour_cut(lines: list[bytes]) -> int:
+    """About the middle of `lines`, where the stream first reaches a new UTC hour: `pack` closes
+    every group there, so two halves are grouped as the whole file is."""
+    hours = [int(decode(line, "cut").occurred_at.timestamp()) // 3600 for line in lines]
+    middle = len(lines) // 2
+    return next(n for n in range(middle, len(lines)) if hours[n] > max(hours[:n]))
 
 
 def cli_kpis(path: Path, by: str, window: str, at: str) -> list[dict[str, Any]]:
@@ -91,18 +96,18 @@ def cli_kpis(path: Path, by: str, window: str, at: str) -> list[dict[str, Any]]:
 
 
 async def produce(
-    services: Services, prefix: str, lines: list[bytes], bad_after: dict[int, bytes] | None = None
+    services: Services, prefix: str, lines: list[bytes], bad: list[bytes] | None = None
 ) -> None:
-    from streams.events import RawRecord
-
-    names = [prefix + name for name in (*TOPICS.values(), "alerts", "dead-letter")]
+    """As `kpiwatch produce` does (events packed per store and hour), after the bad messages."""
+    names = [prefix + name for name in (EVENTS_TOPIC, *TOPICS.values(), "alerts", "dead-letter")]
     await ensure_topics(services.kafka_bootstrap, names, 4)
     async with EventProducer(services.kafka_bootstrap, prefix) as producer:
-        for number, line in enumerate(lines):
-            await producer.send(RawRecord(source=str(number), value=line).decode())
-            if bad_after and number in bad_after:
-                await producer.send_raw(prefix + "orders", bad_after[number], key=b"amazon-us-01")
-        await producer.send_raw(prefix + "orders", b"", key=None)  # an empty message, too
+        for value in bad or ():
+            await producer.send_raw(prefix + EVENTS_TOPIC, value, key=b"amazon-us-01")
+        if bad:
+            await producer.send_raw(prefix + "orders", b"", key=None)  # empty, on a legacy topic
+        records = (RawRecord(source=str(n), value=line) for n, line in enumerate(lines))
+        await producer.send_records(records)
 
 
 async def test_events_to_alerts_tables_and_dead_letters(
@@ -112,7 +117,7 @@ async def test_events_to_alerts_tables_and_dead_letters(
     expected = replay(tmp_path / "events.jsonl")
     assert {a["rule"] for a in expected} >= {"stockout", "acos-high-jp"}
 
-    await produce(services, prefix, lines, bad_after={5: BAD[0], 300: BAD[1], 600: BAD[2]})
+    await produce(services, prefix, lines, bad=BAD)
     worker: WorkerProcess = worker_factory(prefix, webhook=webhook.url)
     worker.start()
 
@@ -128,7 +133,12 @@ async def test_events_to_alerts_tables_and_dead_letters(
     assert len(dead) == 4
     assert any(r.startswith("not valid JSON") for r in reasons)
     assert any("occurred_at: Field required" in r for r in reasons)
-    assert all(record["topic"] == prefix + "orders" for record in dead)
+    assert sorted(record["topic"] for record in dead) == [
+        prefix + EVENTS_TOPIC,
+        prefix + EVENTS_TOPIC,
+        prefix + EVENTS_TOPIC,
+        prefix + "orders",
+    ]
     assert all(isinstance(record["offset"], int) for record in dead)
     undecodable = next(r for r in dead if r["value"] is None and r["value_base64"] == "//4A")
     assert undecodable["reason"].startswith("not valid JSON")
@@ -146,7 +156,7 @@ async def test_restart_recovers_tables_and_does_not_alert_twice(
     services: Services, prefix: str, worker_factory: WorkerFactory, tmp_path: Path
 ) -> None:
     lines = write_events(tmp_path / "all.jsonl")
-    half = len(lines) // 2
+    half = hour_cut(lines)
     (tmp_path / "first.jsonl").write_bytes(b"\n".join(lines[:half]) + b"\n")
     first_alerts = replay(tmp_path / "first.jsonl")
     all_alerts = replay(tmp_path / "all.jsonl")
