@@ -120,6 +120,10 @@ class EventProducer:
         """One event, one message (queued; `flush` or `send_batch` wait for the broker)."""
         await self._send([event])
 
+    async def send_message(self, events: Sequence[Event]) -> None:
+        """Events of one store as one message, as they are (queued, like `send`)."""
+        await self._send(events)
+
     async def send_batch(self, events: Sequence[Event]) -> None:
         """Send `events` packed per store and return once the broker acknowledged every one:
         the sink for `connectors.base.run_source`, which checkpoints a cursor only after this

@@ -1,5 +1,10 @@
 """Generic JSON webhook: POST {"version": "1", "alerts": [...]} to a URL the user owns.
 
+Each alert carries `key`, the idempotency key of its transition, and the request carries
+`Idempotency-Key`, a digest of the keys it holds: kpiwatch sends a transition once, but a worker
+killed after the receiver answered and before it noted the answer sends it again, and a receiver
+that remembers keys drops that repeat.
+
 With a signing secret, the request carries `X-Kpiwatch-Signature: sha256=<hex>`, the lowercase
 hex HMAC-SHA256 of the raw request body keyed by the secret (the scheme GitHub uses for
 `X-Hub-Signature-256`). A receiver recomputes it over the bytes it got and compares in constant
@@ -21,6 +26,7 @@ from sinks import http, redact
 from sinks.config import WebhookConfig
 
 SIGNATURE_HEADER: Final = "X-Kpiwatch-Signature"
+IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -49,9 +55,13 @@ class WebhookSink:
         return cls(config.url.get(), client, config.name, secret)
 
     async def send(self, alerts: Sequence[Alert]) -> None:
-        payload = {"version": "1", "alerts": [alert.model_dump(mode="json") for alert in alerts]}
+        payload = {
+            "version": "1",
+            "alerts": [{**alert.model_dump(mode="json"), "key": alert.key} for alert in alerts],
+        }
         body = http.json_bytes(payload)
-        headers = {}
+        keys = "\n".join(sorted(alert.key for alert in alerts)).encode()
+        headers = {IDEMPOTENCY_HEADER: hashlib.sha256(keys).hexdigest()[:32]}
         if self._signing_secret is not None:
             headers[SIGNATURE_HEADER] = signature(self._signing_secret.get_secret_value(), body)
         url = self._url.get_secret_value()

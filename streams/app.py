@@ -28,6 +28,7 @@ from typing import Any, Final
 import faust
 import pydantic_core
 from aiokafka import AIOKafkaProducer
+from faust.types import TP
 
 from rules.errors import InvalidEventError
 from rules.evaluate import Evaluation
@@ -152,6 +153,85 @@ class Outputs:
             await future
 
 
+class Inputs:
+    """What a partition's state holds decides what is read, not Faust's commits: the input
+    topics are declared without acks (Faust neither tracks nor commits them; its stream acks
+    messages it skips at a rebalance, which would otherwise commit past data no batch held),
+    and after each durable batch the offsets its marker holds are committed. A partition that
+    starts past them (offsets committed by something else) is sought back to them."""
+
+    GAP_WAIT: Final = 10.0  # how long a gap may stay before it is taken as real (retention)
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._seeking: dict[tuple[str, int], tuple[int, float]] = {}
+
+    def owned(self, event: Any) -> bool:
+        """Only partitions this worker holds now are processed (a batch can outlive them)."""
+        return TP(event.message.topic, event.message.partition) in self.app.consumer.assignment()
+
+    async def admit(
+        self, partition: int, events: Sequence[Any], held: dict[str, int]
+    ) -> tuple[list[Any], int]:
+        """The events to process, in order: none the state already holds, none past a gap.
+        Returns them and how many were skipped as held."""
+        expected = dict(held)
+        kept, skipped = [], 0
+        for event in events:
+            topic, offset = event.message.topic, event.message.offset
+            want = expected.get(topic)
+            if want is not None and offset < want:
+                skipped += 1
+                continue
+            if (
+                want is not None
+                and offset > want
+                and not await self._gap(topic, partition, want, offset)
+            ):
+                continue
+            self._seeking.pop((topic, partition), None)
+            expected[topic] = offset + 1
+            kept.append(event)
+        return kept, skipped
+
+    async def _gap(self, topic: str, partition: int, want: int, offset: int) -> bool:
+        """True when a gap is to be accepted (the messages are gone), False to drop the message
+        while the consumer reads again from where the state is."""
+        key = (topic, partition)
+        seeking = self._seeking.get(key)
+        if seeking is None or seeking[0] != want:
+            log.warning(
+                "%s/%d: read from %d but the state holds up to %d; reading again",
+                topic,
+                partition,
+                offset,
+                want,
+            )
+            await self.app.consumer.seek(TP(topic, partition), want)
+            self._seeking[key] = (want, time.monotonic() + self.GAP_WAIT)
+            return False
+        if time.monotonic() < seeking[1]:
+            return False
+        log.error(
+            "%s/%d: offsets %d..%d are gone from the topic (retention?); going on",
+            topic,
+            partition,
+            want,
+            offset - 1,
+        )
+        return True
+
+    async def commit(self, positions: dict[int, dict[str, int]]) -> None:
+        offsets = {
+            TP(topic, partition): offset
+            for partition, held in positions.items()
+            for topic, offset in held.items()
+        }
+        if offsets:
+            # Faust's own commit path (it drops partitions this worker no longer holds).
+            await self.app.consumer._commit(offsets)
+
+
 @dataclass
 class Decoded:
     """A partition's share of a batch, decoded: messages to process, dead letters, and the
@@ -164,8 +244,97 @@ class Decoded:
     events: int = 0
 
 
-class EventsProcessor:
-    """The process-events agent's work: a batch of Kafka events, per partition, made durable."""
+class Processor:
+    """An agent's work on one table: batches of Kafka events, per partition, made durable
+    (streams.durable), their outputs sent, their offsets committed. A revocation waits for the
+    batch in hand, so a worker never writes for a partition another one owns."""
+
+    def __init__(
+        self, table: Any, settings: Settings, producer: Producer, changelog: str, inputs: Inputs
+    ) -> None:
+        self.table = table
+        self.settings = settings
+        self.changelog = KafkaChangelog(producer, changelog)
+        self.outputs = Outputs(producer, settings)
+        self.inputs = inputs
+        self.lock = asyncio.Lock()
+        self.runners: dict[int, Any] = {}
+
+    async def batch(self, events: Sequence[Any]) -> None:
+        async with self.lock:
+            held = await self._run(events)
+        await self.inputs.commit(held)
+
+    async def _run(self, events: Sequence[Any]) -> dict[int, dict[str, int]]:
+        by_partition: dict[int, list[Any]] = {}
+        for event in events:
+            if self.inputs.owned(event):
+                by_partition.setdefault(event.message.partition, []).append(event)
+        sent: list[tuple[int, int, dict[str, Any]]] = []
+        held: dict[int, dict[str, int]] = {}
+        for partition, group in by_partition.items():
+            pipeline = await self.runner(partition)
+            meta = pipeline.state.meta()
+            kept, skipped = await self.inputs.admit(partition, group, meta["pos"])
+            if skipped:
+                metrics.SKIPPED.inc(skipped)
+            if not kept:
+                continue
+            outputs = self.process(pipeline, partition, kept)
+            meta = pipeline.state.meta()
+            for event in kept:
+                meta["pos"][event.message.topic] = event.message.offset + 1
+            await write_batch(pipeline.store, partition, self.changelog, meta, outputs)
+            sent.append((partition, meta["seq"], outputs))
+            held[partition] = dict(meta["pos"])
+        await self.changelog.flush()
+        for _, _, outputs in sent:
+            observe(outputs)
+            await self.outputs.send(outputs)
+        await self.outputs.flush()
+        for partition, seq, _ in sent:
+            await mark_sent(self.runners[partition].store, partition, self.changelog, seq)
+        return held
+
+    async def runner(self, partition: int) -> Any:
+        """The partition's pipeline; the first time after an assignment, the partition's
+        table is brought to whole batches and the last batch's outputs are sent again."""
+        found = self.runners.get(partition)
+        if found is None:
+            store = StateStore(self.table.data, self.cache_bytes)
+            recovered = await recover(store, partition, self.changelog)
+            if recovered.rolled_forward:
+                log.warning(
+                    "%s partition %d: rewrote %d key(s) of a batch cut short",
+                    self.table.name,
+                    partition,
+                    recovered.rolled_forward,
+                )
+            await self.outputs.send(recovered.outputs)
+            await self.outputs.flush()
+            found = self.runners[partition] = self.make(store, partition)
+        return found
+
+    async def revoke(self, partitions: Iterable[int]) -> None:
+        """Forget partitions another worker now owns (their keys too: Faust recovers them
+        afresh from the changelog if they come back), once the batch in hand is written."""
+        async with self.lock:
+            gone = set(partitions)
+            for partition in gone & set(self.runners):
+                del self.runners[partition]
+            _drop_partitions(self.table, gone)
+
+    cache_bytes = DEFAULT_CACHE_BYTES
+
+    def make(self, store: StateStore, partition: int) -> Any:
+        raise NotImplementedError
+
+    def process(self, pipeline: Any, partition: int, events: list[Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class EventsProcessor(Processor):
+    """process-events: a partition's stores."""
 
     def __init__(
         self,
@@ -174,18 +343,15 @@ class EventsProcessor:
         reference: Reference,
         settings: Settings,
         producer: Producer,
-        changelog_topic: str,
+        changelog: str,
+        inputs: Inputs,
     ) -> None:
-        self.table = table
+        super().__init__(table, settings, producer, changelog, inputs)
         self._rules = rules
         self.reference = reference
-        self.settings = settings
         self.stores = Stores(reference)
-        self.changelog = KafkaChangelog(producer, changelog_topic)
-        self.outputs = Outputs(producer, settings)
         self.kinds: dict[str, EventKind | None] = {settings.topic(EVENTS_TOPIC): None}
         self.kinds.update({settings.topic(name): kind for kind, name in TOPICS.items()})
-        self.runners: dict[int, Pipeline] = {}
         self.cache_bytes = max(DEFAULT_CACHE_BYTES // settings.partitions, 16 * 2**20)
 
     @property
@@ -198,104 +364,54 @@ class EventsProcessor:
         for pipeline in self.runners.values():
             pipeline.rules = rules
 
-    async def runner(self, partition: int) -> Pipeline:
-        found = self.runners.get(partition)
-        if found is None:
-            store = StateStore(self.table.data, self.cache_bytes)
-            recovered = await recover(store, partition, self.changelog)
-            if recovered.rolled_forward:
-                log.warning(
-                    "partition %d: completed a batch cut short (%d keys)",
-                    partition,
-                    recovered.rolled_forward,
-                )
-            await self.outputs.send(recovered.outputs)
-            await self.outputs.flush()
-            found = Pipeline(
-                store,
-                self._rules,
-                self.reference,
-                partition=partition,
-                rollup_partitions=self.settings.partitions,
-                stores=self.stores,
-            )
-            found.judge.observe = _gauge
-            self.runners[partition] = found
-        return found
+    def make(self, store: StateStore, partition: int) -> Pipeline:
+        pipeline = Pipeline(
+            store,
+            self._rules,
+            self.reference,
+            partition=partition,
+            rollup_partitions=self.settings.partitions,
+            stores=self.stores,
+        )
+        pipeline.judge.observe = _gauge
+        return pipeline
 
-    def revoke(self, partitions: Iterable[int]) -> None:
-        """Forget partitions another worker now owns (their keys too: Faust recovers them
-        afresh from the changelog if they come back)."""
-        gone = set(partitions) & set(self.runners)
-        for partition in gone:
-            del self.runners[partition]
-        _drop_partitions(self.table, gone)
-
-    async def batch(self, events: Sequence[Any]) -> None:
+    def process(self, pipeline: Any, partition: int, events: list[Any]) -> dict[str, Any]:
         started = time.perf_counter()
-        by_partition: dict[int, list[Any]] = {}
-        for event in events:
-            by_partition.setdefault(event.message.partition, []).append(event)
-        sent: list[tuple[int, int, dict[str, Any]]] = []
-        counted = 0
-        for partition, group in by_partition.items():
-            pipeline = await self.runner(partition)
-            decoded = self.decode(pipeline, partition, group)
-            counted += decoded.events
-            output, poisoned = self.process(pipeline, decoded)
-            meta = pipeline.state.meta()
-            meta["pos"].update(decoded.positions)
-            outputs = {
-                "alerts": [alert.model_dump(mode="json") for alert in output.alerts],
-                "rollups": output.rollups,
-                "dead": [*decoded.dead, *poisoned, *_late(output, decoded)],
-            }
-            await write_batch(pipeline.store, partition, self.changelog, meta, outputs)
-            sent.append((partition, meta["seq"], outputs))
-        await self.changelog.flush()
-        for _, _, outputs in sent:
-            self.observe(outputs)
-            await self.outputs.send(outputs)
-        await self.outputs.flush()
-        for partition, seq, _ in sent:
-            await mark_sent(self.runners[partition].store, partition, self.changelog, seq)
-        for event in events:
-            event.ack()
-        if counted:
+        decoded = self.decode(partition, events)
+        output, poisoned = self.run_isolated(pipeline, decoded)
+        if decoded.events:
             metrics.PROCESSING.labels(topic="events").observe(
-                (time.perf_counter() - started) / counted
+                (time.perf_counter() - started) / decoded.events
             )
+        return {
+            "alerts": [alert.model_dump(mode="json") for alert in output.alerts],
+            "rollups": output.rollups,
+            "dead": [*decoded.dead, *poisoned, *_late(output)],
+        }
 
-    def decode(self, pipeline: Pipeline, partition: int, group: Sequence[Any]) -> Decoded:
+    def decode(self, partition: int, events: Sequence[Any]) -> Decoded:
         decoded = Decoded()
-        applied = pipeline.state.meta()["pos"]
-        for event in group:
+        for event in events:
             message = event.message
-            topic, offset = message.topic, message.offset
-            if offset < applied.get(topic, 0):
-                decoded.skipped += 1  # held by the state already (read again after a restart)
-                continue
-            decoded.positions[topic] = offset + 1
-            where = f"{topic}/{partition}/{offset}"
-            found = decode_message(message.value, where, self.kinds.get(topic))
-            metrics.EVENTS_IN.labels(topic=topic).inc(len(found))
+            where = f"{message.topic}/{partition}/{message.offset}"
+            found = decode_message(message.value, where, self.kinds.get(message.topic))
+            metrics.EVENTS_IN.labels(topic=message.topic).inc(len(found))
             decoded.events += len(found)
-            valid = [e for e in found if not isinstance(e, InvalidEventError)]
-            for index, error in enumerate(found):
-                if isinstance(error, InvalidEventError):
-                    decoded.dead.append(dead_letter_record(message, error.reason, index, found))
+            valid, sources = [], []
+            for index, item in enumerate(found):
+                if isinstance(item, InvalidEventError):
+                    decoded.dead.append(dead_letter_record(message, item.reason, index, found))
+                else:
+                    valid.append(item)
+                    sources.append(f"{where}#{index}" if len(found) > 1 else where)
             if valid:
-                sources = [
-                    f"{where}#{i}" if len(found) > 1 else where
-                    for i, e in enumerate(found)
-                    if not isinstance(e, InvalidEventError)
-                ]
                 decoded.messages.append(Message(valid, where, sources))
-        if decoded.skipped:
-            metrics.SKIPPED.inc(decoded.skipped)
         return decoded
 
-    def process(self, pipeline: Pipeline, decoded: Decoded) -> tuple[Output, list[dict[str, Any]]]:
+    def run_isolated(
+        self, pipeline: Pipeline, decoded: Decoded
+    ) -> tuple[Output, list[dict[str, Any]]]:
         """Run the batch; a message that makes the pipeline fail (a bug, never bad input) is
         dead-lettered and the batch runs again without it, so one cannot stall a partition."""
         faults: dict[int, str] = {}
@@ -309,39 +425,32 @@ class EventsProcessor:
                 )
                 pipeline.store.discard()
                 pipeline.state.forget_indexes()
-                index, failure = self._culprit(pipeline, decoded.messages, set(faults))
+                index, failure = _culprit(pipeline, decoded.messages, set(faults))
                 faults[index] = failure
                 log.error("%s dead-lettered: %s", decoded.messages[index].source, failure)
                 continue
             poisoned = [_poisoned(decoded.messages[i], failure) for i, failure in faults.items()]
             return output, poisoned
 
-    def _culprit(
-        self, pipeline: Pipeline, messages: list[Message], poison: set[int]
-    ) -> tuple[int, str]:
-        try:
-            for index, message in enumerate(messages):
-                if index in poison:
-                    continue
-                try:
-                    pipeline.process([message])
-                except Exception as exc:
-                    return index, f"processing failed: {exc!r}"
-            return next(i for i in range(len(messages)) if i not in poison), "processing failed"
-        finally:
-            pipeline.store.discard()
-            pipeline.state.forget_indexes()
 
-    def observe(self, outputs: dict[str, Any]) -> None:
-        for alert in outputs["alerts"]:
-            status = f"{alert['status']}-muted" if alert.get("muted") else alert["status"]
-            metrics.ALERTS.labels(rule=alert["rule"], status=status).inc()
-        for record in outputs["dead"]:
-            metrics.DEAD_LETTERED.labels(topic=record["topic"]).inc()
+def _culprit(pipeline: Pipeline, messages: list[Message], poison: set[int]) -> tuple[int, str]:
+    """The first message that fails on its own (the batch state is thrown away after)."""
+    try:
+        for index, message in enumerate(messages):
+            if index in poison:
+                continue
+            try:
+                pipeline.process([message])
+            except Exception as exc:
+                return index, f"processing failed: {exc!r}"
+        return next(i for i in range(len(messages)) if i not in poison), "processing failed"
+    finally:
+        pipeline.store.discard()
+        pipeline.state.forget_indexes()
 
 
-class RollupsProcessor:
-    """The rollups agent's work: source messages per rollup partition, made durable."""
+class RollupsProcessor(Processor):
+    """rollups: cross-store scopes, from the store partitions' rollup messages."""
 
     def __init__(
         self,
@@ -350,15 +459,12 @@ class RollupsProcessor:
         reference: Reference,
         settings: Settings,
         producer: Producer,
-        changelog_topic: str,
+        changelog: str,
+        inputs: Inputs,
     ) -> None:
-        self.table = table
+        super().__init__(table, settings, producer, changelog, inputs)
         self._rules = rules
         self.reference = reference
-        self.settings = settings
-        self.changelog = KafkaChangelog(producer, changelog_topic)
-        self.outputs = Outputs(producer, settings)
-        self.runners: dict[int, RollupPipeline] = {}
 
     @property
     def rules(self) -> RuleSet:
@@ -370,68 +476,37 @@ class RollupsProcessor:
         for pipeline in self.runners.values():
             pipeline.rules = rules
 
-    async def runner(self, partition: int) -> RollupPipeline:
-        found = self.runners.get(partition)
-        if found is None:
-            store = StateStore(self.table.data)
-            recovered = await recover(store, partition, self.changelog)
-            await self.outputs.send(recovered.outputs)
-            await self.outputs.flush()
-            found = RollupPipeline(
-                store,
-                self._rules,
-                self.reference,
-                partition=partition,
-                sources=self.settings.partitions,
-                idle_after=self.settings.rollup_idle_s,
-            )
-            found.judge.observe = _gauge
-            self.runners[partition] = found
-        return found
+    def make(self, store: StateStore, partition: int) -> RollupPipeline:
+        pipeline = RollupPipeline(
+            store,
+            self._rules,
+            self.reference,
+            partition=partition,
+            sources=self.settings.partitions,
+            idle_after=self.settings.rollup_idle_s,
+        )
+        pipeline.judge.observe = _gauge
+        return pipeline
 
-    def revoke(self, partitions: Iterable[int]) -> None:
-        gone = set(partitions) & set(self.runners)
-        for partition in gone:
-            del self.runners[partition]
-        _drop_partitions(self.table, gone)
+    def process(self, pipeline: Any, partition: int, events: list[Any]) -> dict[str, Any]:
+        messages = []
+        for event in events:
+            try:
+                messages.append(pydantic_core.from_json(event.message.value))
+            except ValueError:
+                log.error(
+                    "rollup message %d/%d is not JSON; skipped", partition, event.message.offset
+                )
+        output = pipeline.process(messages)
+        return {"alerts": [a.model_dump(mode="json") for a in output.alerts]}
 
-    async def batch(self, events: Sequence[Any]) -> None:
-        by_partition: dict[int, list[Any]] = {}
-        for event in events:
-            by_partition.setdefault(event.message.partition, []).append(event)
-        sent: list[tuple[int, int, dict[str, Any]]] = []
-        for partition, group in by_partition.items():
-            pipeline = await self.runner(partition)
-            applied = pipeline.state.meta()["pos"]
-            messages, positions = [], {}
-            for event in group:
-                message = event.message
-                if message.offset < applied.get(message.topic, 0):
-                    continue
-                positions[message.topic] = message.offset + 1
-                try:
-                    messages.append(pydantic_core.from_json(message.value))
-                except ValueError:
-                    log.error(
-                        "rollup message %s/%s is not JSON; skipped", partition, message.offset
-                    )
-            output = pipeline.process(messages)
-            meta = pipeline.state.meta()
-            meta["pos"].update(positions)
-            outputs = {"alerts": [a.model_dump(mode="json") for a in output.alerts]}
-            await write_batch(pipeline.store, partition, self.changelog, meta, outputs)
-            sent.append((partition, meta["seq"], outputs))
-        await self.changelog.flush()
-        for _, _, outputs in sent:
-            for alert in outputs["alerts"]:
-                status = f"{alert['status']}-muted" if alert.get("muted") else alert["status"]
-                metrics.ALERTS.labels(rule=alert["rule"], status=status).inc()
-            await self.outputs.send(outputs)
-        await self.outputs.flush()
-        for partition, seq, _ in sent:
-            await mark_sent(self.runners[partition].store, partition, self.changelog, seq)
-        for event in events:
-            event.ack()
+
+def observe(outputs: dict[str, Any]) -> None:
+    for alert in outputs.get("alerts", ()):
+        status = f"{alert['status']}-muted" if alert.get("muted") else alert["status"]
+        metrics.ALERTS.labels(rule=alert["rule"], status=status).inc()
+    for record in outputs.get("dead", ()):
+        metrics.DEAD_LETTERED.labels(topic=record["topic"]).inc()
 
 
 def _drop_partitions(table: Any, partitions: set[int]) -> None:
@@ -443,7 +518,7 @@ def _drop_partitions(table: Any, partitions: set[int]) -> None:
         data.pop(key, None)
 
 
-def _late(output: Output, decoded: Decoded) -> list[dict[str, Any]]:
+def _late(output: Output) -> list[dict[str, Any]]:
     return [
         {
             "reason": exc.reason,
@@ -531,11 +606,13 @@ def build_app(
         web_port=settings.web_port,
         web_in_thread=False,
     )
-    inputs = [settings.topic(EVENTS_TOPIC), *(settings.topic(n) for n in TOPICS.values())]
-    source = app.topic(*inputs, value_serializer="raw", key_serializer="raw")
+    input_names = [settings.topic(EVENTS_TOPIC), *(settings.topic(n) for n in TOPICS.values())]
+    # No acks: Faust neither tracks nor commits these; the state's positions are committed
+    # after each durable batch (Inputs).
+    source = app.topic(*input_names, value_serializer="raw", key_serializer="raw", acks=False)
     alerts_topic = app.topic(settings.topic("alerts"), value_serializer="raw", key_serializer="raw")
     rollups_topic = app.topic(
-        settings.topic("rollups"), value_serializer="raw", key_serializer="raw"
+        settings.topic("rollups"), value_serializer="raw", key_serializer="raw", acks=False
     )
 
     def table(name: str) -> Any:
@@ -566,11 +643,24 @@ def build_app(
     state_table, rollup_table = table(STATE_TABLE), table(ROLLUP_TABLE)
     producer = Producer(settings)
     app_id = settings.topic(settings.app_id)
+    inputs = Inputs(app)
     events = EventsProcessor(
-        state_table, rules, reference, settings, producer, f"{app_id}-{STATE_TABLE}-changelog"
+        state_table,
+        rules,
+        reference,
+        settings,
+        producer,
+        f"{app_id}-{STATE_TABLE}-changelog",
+        inputs,
     )
     rollups = RollupsProcessor(
-        rollup_table, rules, reference, settings, producer, f"{app_id}-{ROLLUP_TABLE}-changelog"
+        rollup_table,
+        rules,
+        reference,
+        settings,
+        producer,
+        f"{app_id}-{ROLLUP_TABLE}-changelog",
+        inputs,
     )
     # The worker's rule reloader (streams.reload) swaps the rules of both; faust.App has no
     # slot for such an attribute in its type, hence the ignore.
@@ -579,10 +669,14 @@ def build_app(
 
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked", ())
-        events.revoke({tp.partition for tp in revoked if tp.topic in inputs})
-        rollups.revoke({tp.partition for tp in revoked if tp.topic == rollups_name})
+        await events.revoke({tp.partition for tp in revoked if tp.topic in input_names})
+        await rollups.revoke({tp.partition for tp in revoked if tp.topic == rollups_name})
 
     async def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Faust stops the agents after this: let the batch in hand finish and start no other
+        # (never released), then send what is queued. A batch not started is read again.
+        await events.lock.acquire()
+        await rollups.lock.acquire()
         await producer.stop()
 
     async def start_producer() -> None:
@@ -594,12 +688,12 @@ def build_app(
 
     @app.agent(source, name="process-events")
     async def process_events(stream: Any) -> None:
-        async for batch in stream.noack().noack_take(BATCH_MESSAGES, within=BATCH_WITHIN):
+        async for batch in stream.noack_take(BATCH_MESSAGES, within=BATCH_WITHIN):
             await events.batch(batch)
 
     @app.agent(rollups_topic, name="rollups")
     async def process_rollups(stream: Any) -> None:
-        async for batch in stream.noack().noack_take(BATCH_MESSAGES, within=BATCH_WITHIN):
+        async for batch in stream.noack_take(BATCH_MESSAGES, within=BATCH_WITHIN):
             await rollups.batch(batch)
 
     # The notify agent, /silences and the lag gauge (streams/notify.py).

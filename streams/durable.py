@@ -112,6 +112,9 @@ async def recover(store: StateStore, partition: int, changelog: Changelog) -> Re
         for document in documents:
             for key, value in document[1]:
                 raw = None if value is None else pydantic_core.to_json(value)
+                held = store.backing.get(key)
+                if (None if held is None else decode_value(held)) == value:
+                    continue  # written before the cut
                 await changelog.send(partition, key, raw)
                 if raw is None:
                     store.backing.pop(key, None)

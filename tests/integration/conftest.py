@@ -64,6 +64,7 @@ def worker_factory(services: Services, tmp_path: Path) -> Iterator[WorkerFactory
         rules: Path | None = None,
         webhook: str | None = None,
         instance_id: str | None = None,
+        extra: dict[str, str] | None = None,
     ) -> WorkerProcess:
         env = {key: value for key, value in os.environ.items() if not key.startswith("KPIWATCH_")}
         env.update(
@@ -81,6 +82,7 @@ def worker_factory(services: Services, tmp_path: Path) -> Iterator[WorkerFactory
             env["KPIWATCH_WEBHOOK_URL"] = webhook
         if instance_id is not None:
             env["KPIWATCH_INSTANCE_ID"] = instance_id
+        env.update(extra or {})
         worker = WorkerProcess(env, tmp_path, int(env["KPIWATCH_WEB_PORT"]), f"w{len(workers)}")
         workers.append(worker)
         return worker

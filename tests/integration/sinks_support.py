@@ -41,7 +41,10 @@ class Robot:
 
 
 def key_of(alert: dict[str, Any]) -> str:
-    return Alert.model_validate(alert).key
+    """The idempotency key a webhook alert carries (checked against the one it derives from)."""
+    key = Alert.model_validate({k: v for k, v in alert.items() if k != "key"}).key
+    assert alert.get("key", key) == key
+    return key
 
 
 @contextmanager

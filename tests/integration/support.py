@@ -69,15 +69,10 @@ class WorkerProcess:
         return self.workdir / f"{self.name}-{self.starts}.stdout"
 
     def start(self, timeout: float = 90.0) -> None:
-        self.starts += 1
-        with self.out.open("wb") as out, self.log.open("wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"],
-                env=self.env,
-                cwd=self.workdir,
-                stdout=out,
-                stderr=err,
-            )
+        self.spawn()
+        self._wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
         self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
@@ -90,6 +85,25 @@ class WorkerProcess:
             time.sleep(0.25)
         raise TimeoutError(f"worker not ready after {timeout}s:\n{self.tail()}")
 
+    def kill(self) -> None:
+        """SIGKILL, by PID: no shutdown code runs, as when a machine dies."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def spawn(self) -> None:
+        """Start without waiting for ready (to kill it while it recovers)."""
+        self.starts += 1
+        with self.out.open("wb") as out, self.log.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                env=self.env,
+                cwd=self.workdir,
+                stdout=out,
+                stderr=err,
+            )
+
     def stop(self, timeout: float = 60.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -97,6 +111,7 @@ class WorkerProcess:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
+            _dump_stacks(self.process.pid)
             self.process.kill()
             self.process.wait(10)
             raise
@@ -120,6 +135,16 @@ class WorkerProcess:
     def tail(self, lines: int = 60) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _dump_stacks(pid: int) -> None:
+    """Where a process that will not stop is stuck, when py-spy is at hand (KPIWATCH_PYSPY)."""
+    import os
+
+    tool = os.environ.get("KPIWATCH_PYSPY")
+    if tool:
+        dump = subprocess.run([tool, "dump", "--pid", str(pid)], capture_output=True, text=True)
+        print(dump.stdout, dump.stderr)
 
 
 WorkerFactory = Callable[..., WorkerProcess]

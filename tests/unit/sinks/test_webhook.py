@@ -66,7 +66,25 @@ async def test_posts_version_and_alerts_as_json_to_the_url(
     assert str(request.url) == URL
     assert request.headers["content-type"] == "application/json"
     body = json.loads(request.content)
-    assert body == {"version": "1", "alerts": [a.model_dump(mode="json") for a in alerts]}
+    want = [{**a.model_dump(mode="json"), "key": a.key} for a in alerts]
+    assert body == {"version": "1", "alerts": want}
+
+
+async def test_a_repeat_of_the_same_alerts_has_the_same_idempotency_key(
+    webhook: WebhookFactory, make_alert: AlertFactory
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    sink = webhook(handler)
+    await sink.send([make_alert("A"), make_alert("B")])
+    await sink.send([make_alert("B"), make_alert("A")])
+    await sink.send([make_alert("A")])
+    keys = [request.headers["idempotency-key"] for request in seen]
+    assert keys[0] == keys[1] != keys[2]
 
 
 async def test_payload_alert_carries_what_a_receiver_needs(
