@@ -1,19 +1,25 @@
-"""Kafka runtime throughput: the kpiwatch worker against a plain consume-and-decode ceiling.
+"""Kafka runtime throughput: the kpiwatch worker against the simplest programs doing its I/O.
 
-One run, one broker, the same backlog for both measurements:
-  load     - simulated mixed events (orders, ad-spend, inventory) produced onto fresh topics
-             `<prefix>orders|ad-spend|inventory` (generation is not part of any figure);
-  ceiling  - a plain aiokafka consumer reads every message and decodes it (json + pydantic
-             validation, streams.events.decode): what any Python consumer of these topics pays;
-  worker   - `python -m streams.cli worker --no-console` as a subprocess with a fresh app id (so a
-             fresh consumer group and fresh changelog topics) reads the same backlog; its rate is
-             taken from the first event counted in kpiwatch_events_in_total (polled on /metrics)
-             until the counter reaches the number of events loaded.
-Both rates start at the first event read, so group join and start-up are reported, not mixed in.
+One run, one broker, two backlogs of the same simulated events (orders, ad reports, stock
+snapshots of `--stores` stores), on fresh topics `<prefix>single.events` (one event per
+message, as a hand-written producer sends) and `<prefix>packed.events` (several events of a
+store per message, as `kpiwatch produce` and the connectors send). On each backlog:
+  ceiling  - a plain aiokafka consumer reads every message and decodes it
+             (streams.events.decode_message): what any Python consumer of the topic pays;
+  minimal  - bench/minimal_faust.py: a Faust app that decodes and writes one table key per
+             store per batch of take_events(1000, 0.1): what Faust itself pays;
+  worker   - `kpiwatch worker` with the rule library, fresh app id (fresh group, changelogs),
+             timed from its first event until every event is counted AND every rollup message
+             it sent is applied (kpiwatch_rollup_messages_total): the work is done, not only
+             the reading. Its rate over the first and the last tenth of the events says whether
+             growing state slows it down; Kafka messages it wrote per event are counted
+             (kpiwatch_kafka_messages_written_total).
+All rates start at the first event read, so group join and start-up are reported, not mixed in.
+Compare the ratios: the machine is shared and absolute figures move from run to run.
 
 Usage:
   .venv/bin/python bench/kafka_throughput.py [--events 1000000] [--broker HOST:PORT]
-      [--prefix PREFIX] [--partitions 4] [--stores 100] [--skus 10] [--keep-topics]
+      [--partitions 4] [--stores 100] [--skus 10] [--modes single,packed] [--keep-topics]
 Broker defaults to KPIWATCH_KAFKA_BOOTSTRAP; start one with deploy/services.sh.
 """
 
@@ -25,31 +31,28 @@ import itertools
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from worker_variant import VARIANTS
 
 from connectors.kafka import ensure_topics
 from connectors.simulator import simulate
-from streams.events import TOPICS, EventKind, decode, encode
+from streams.events import EVENTS_TOPIC, Event, decode_message, encode, encode_message, pack
 
 REPO = Path(__file__).resolve().parent.parent
-PROGRESS_EVERY_S = 5.0
-READY_LINE = re.compile(r"\[\^Worker\]: Ready")
-COUNTER_LINE = re.compile(r"^kpiwatch_events_in_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
-DEAD_LINE = re.compile(r"^kpiwatch_events_dead_lettered_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
+PROGRESS_EVERY_S = 10.0
+SAMPLE_EVERY_S = 0.5
+MODES = ("single", "packed")
 
 
 @dataclass
@@ -57,10 +60,31 @@ class Measured:
     events: int
     seconds: float
     note: str = ""
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds, events)
+    written: float = 0.0
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def tenth(self, which: str) -> float:
+        """events/s over the first or the last tenth of the events."""
+        if len(self.samples) < 2 or not self.events:
+            return 0.0
+        low, high = (
+            (0, self.events // 10) if which == "first" else (self.events * 9 // 10, self.events)
+        )
+        start = _when(self.samples, low)
+        end = _when(self.samples, high)
+        return (high - low) / (end - start) if end > start else 0.0
+
+
+def _when(samples: list[tuple[float, int]], count: int) -> float:
+    """When the count passed `count`, interpolated between samples."""
+    for (t0, c0), (t1, c1) in itertools.pairwise(samples):
+        if c1 >= count:
+            return t0 + (t1 - t0) * ((count - c0) / (c1 - c0) if c1 > c0 else 0)
+    return samples[-1][0]
 
 
 def main() -> None:
@@ -70,16 +94,22 @@ def main() -> None:
     print(f"broker {args.broker}, prefix {args.prefix!r}, {args.partitions} partitions per topic")
     print(
         f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} "
-        f"(other processes skew the figures; the ratio less), python {sys.version.split()[0]}"
+        f"(other processes skew the figures; the ratios less), python {sys.version.split()[0]}"
     )
+    results: dict[str, dict[str, Measured]] = {}
     try:
         asyncio.run(_load(args))
-        ceiling = asyncio.run(_ceiling(args))
-        worker = _run_worker(args)
+        for mode in args.modes:
+            topic = f"{args.prefix}{mode}.{EVENTS_TOPIC}"
+            found = results[mode] = {}
+            found["ceiling"] = asyncio.run(_ceiling(args, topic))
+            if not args.skip_minimal:
+                found["minimal"] = _run_minimal(args, topic)
+            found["worker"] = _run_worker(args, mode)
     finally:
         if not args.keep_topics:
             asyncio.run(_delete_topics(args.broker, args.prefix))
-    _report(args, ceiling, worker)
+    _report(args, results)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,14 +121,18 @@ def _parser() -> argparse.ArgumentParser:
         default=f"bench-{uuid.uuid4().hex[:8]}-",
         help="topic prefix of this run (default: bench-<random>-, fresh topics every run)",
     )
-    parser.add_argument(
-        "--partitions", type=int, default=int(os.environ.get("KPIWATCH_PARTITIONS", "4"))
-    )
+    parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--stores", type=int, default=100)
     parser.add_argument("--skus", type=int, default=10, help="SKUs per store")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rules", type=Path, default=REPO / "rules" / "library")
     parser.add_argument(
-        "--worker-timeout", type=float, default=3600.0, help="give up on the worker after (s)"
+        "--modes", type=lambda text: text.split(","), default=list(MODES), help="single,packed"
+    )
+    parser.add_argument("--skip-minimal", action="store_true", help="no minimal Faust app run")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="give up on a run after (s)")
+    parser.add_argument(
+        "--stall", type=float, default=300.0, help="give up when a count stays still this long (s)"
     )
     parser.add_argument(
         "--source",
@@ -106,67 +140,64 @@ def _parser() -> argparse.ArgumentParser:
         default=REPO,
         help="kpiwatch tree the worker runs from (e.g. a `git archive` snapshot; default: ours)",
     )
-    parser.add_argument(
-        "--variant",
-        choices=VARIANTS,
-        help="diagnostic: run the worker through bench/worker_variant.py with this patch",
-    )
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the topics")
-    parser.add_argument(
-        "--worker-log", type=Path, help="where the worker's output goes (default: a temp file)"
-    )
+    parser.add_argument("--log-dir", type=Path, help="where process logs go (default: temp)")
     return parser
 
 
 # ---------------------------------------------------------------- load
 
 
-def _events(args: argparse.Namespace) -> Iterator[tuple[str, bytes, bytes]]:
-    """(topic, key, value) for exactly `args.events` simulated events."""
-    # Per store-hour the simulator makes ~3.5 orders, one ad report per SKU and an inventory
-    # snapshot per SKU every 4 h; 20 % spare hours so the stream never runs short.
-    per_hour = args.stores * (3.5 + 1.25 * args.skus)
+def _events(args: argparse.Namespace) -> Iterator[Event]:
+    """Exactly `args.events` simulated events, in time order."""
+    # Per store-hour the simulator makes ~3.5 orders, one ad report per SKU and a stock snapshot
+    # per SKU every 2 h; 20 % spare hours so the stream never runs short.
+    per_hour = args.stores * (3.5 + 1.5 * args.skus)
     hours = int(args.events / per_hour * 1.2) + 4
     start = datetime(2026, 1, 5, tzinfo=UTC)
     simulated = simulate(start, hours=hours, stores=args.stores, skus=args.skus, seed=args.seed)
-    for event in itertools.islice(simulated, args.events):
-        yield args.prefix + TOPICS[event.type], event.store_id.encode(), encode(event)
+    return itertools.islice(simulated, args.events)
 
 
 async def _load(args: argparse.Namespace) -> None:
-    names = [args.prefix + name for name in TOPICS.values()]
+    names = [f"{args.prefix}{mode}.{EVENTS_TOPIC}" for mode in args.modes]
     await ensure_topics(args.broker, names, args.partitions)
     # Loading only: acks=1 and big lingering batches; the figures are about the consumers.
     producer = AIOKafkaProducer(
-        bootstrap_servers=args.broker, acks=1, linger_ms=50, max_batch_size=512 * 1024
+        bootstrap_servers=args.broker, acks=1, linger_ms=50, max_batch_size=1024 * 1024
     )
     await producer.start()
-    began = last = time.perf_counter()
-    sent = 0
+    began = time.perf_counter()
+    counts = dict.fromkeys(args.modes, 0)
     pending: list[asyncio.Future[object]] = []
     try:
-        for topic, key, value in _events(args):
-            pending.append(await producer.send(topic, value, key=key))
-            sent += 1
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-            if time.perf_counter() - last >= PROGRESS_EVERY_S:
-                last = time.perf_counter()
-                _progress("load", sent, args.events, last - began)
+        events = list(_events(args))
+        if len(events) < args.events:
+            sys.exit(f"the simulator made only {len(events)} events; raise --stores or --skus")
+        for mode in args.modes:
+            topic = f"{args.prefix}{mode}.{EVENTS_TOPIC}"
+            groups = ([e] for e in events) if mode == "single" else pack(events)
+            for group in groups:
+                value = encode(group[0]) if len(group) == 1 else encode_message(group)
+                pending.append(await producer.send(topic, value, key=group[0].store_id.encode()))
+                counts[mode] += 1
+                if len(pending) >= 20_000:
+                    await asyncio.gather(*pending)
+                    pending.clear()
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    if sent < args.events:
-        sys.exit(f"the simulator made only {sent} events; raise --stores or --skus")
-    print(f"load: {sent:,} events on {names} in {time.perf_counter() - began:.0f} s (not measured)")
+    messages = ", ".join(f"{mode}: {n:,} messages" for mode, n in counts.items())
+    print(
+        f"load: {args.events:,} events ({messages}) in {time.perf_counter() - began:.0f} s "
+        "(not measured)"
+    )
 
 
 # ---------------------------------------------------------------- ceiling
 
 
-async def _ceiling(args: argparse.Namespace) -> Measured:
-    kinds: dict[str, EventKind] = {args.prefix + name: kind for kind, name in TOPICS.items()}
+async def _ceiling(args: argparse.Namespace, topic: str) -> Measured:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=args.broker,
         group_id=None,
@@ -177,118 +208,167 @@ async def _ceiling(args: argparse.Namespace) -> Measured:
     )
     await consumer.start()
     try:
-        # ensure_topics made every topic with exactly this many partitions.
-        partitions = [
-            TopicPartition(topic, number) for topic in kinds for number in range(args.partitions)
-        ]
+        partitions = [TopicPartition(topic, number) for number in range(args.partitions)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        return await _consume_all(consumer, kinds, args.events)
+        count, began, last = 0, 0.0, 0.0
+        samples: list[tuple[float, int]] = []
+        while count < args.events:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if not batches:
+                continue
+            if not began:
+                began = last = time.perf_counter()
+            for tp, messages in batches.items():
+                for message in messages:
+                    count += len(decode_message(message.value, f"{tp.partition}/{message.offset}"))
+            samples.append((time.perf_counter() - began, count))
+            if time.perf_counter() - last >= PROGRESS_EVERY_S:
+                last = time.perf_counter()
+                _progress(f"ceiling {topic}", count, args.events, last - began)
+        return Measured(count, time.perf_counter() - began, samples=samples)
     finally:
         await consumer.stop()
 
 
-async def _consume_all(
-    consumer: AIOKafkaConsumer, kinds: dict[str, EventKind], total: int
-) -> Measured:
-    count, began, last = 0, 0.0, 0.0
-    while count < total:
-        batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-        if not batches:
-            continue
-        if not began:
-            began = last = time.perf_counter()
-        for tp, messages in batches.items():
-            kind = kinds[tp.topic]
-            for message in messages:
-                decode(message.value, f"{tp.topic}/{tp.partition}/{message.offset}", kind)
-            count += len(messages)
-        if time.perf_counter() - last >= PROGRESS_EVERY_S:
-            last = time.perf_counter()
-            _progress("ceiling", count, total, last - began)
-    return Measured(count, time.perf_counter() - began)
+# ---------------------------------------------------------------- minimal faust, worker
 
 
-# ---------------------------------------------------------------- worker
+def _run_minimal(args: argparse.Namespace, topic: str) -> Measured:
+    port = _free_port()
+    command = [
+        sys.executable,
+        str(REPO / "bench" / "minimal_faust.py"),
+        args.broker,
+        topic,
+        str(args.partitions),
+        str(port),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(args.source.resolve())}
+    return _watch(args, "minimal", command, env, port, _minimal_counts)
 
 
-def _run_worker(args: argparse.Namespace) -> Measured:
+def _run_worker(args: argparse.Namespace, mode: str) -> Measured:
     port = _free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="kpiwatch-bench-"))
-    log_path = args.worker_log or data_dir / "worker.log"
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("KPIWATCH_")},
         "KPIWATCH_KAFKA_BOOTSTRAP": args.broker,
-        "KPIWATCH_TOPIC_PREFIX": args.prefix,
+        "KPIWATCH_TOPIC_PREFIX": f"{args.prefix}{mode}.",
         # A fresh app id: a fresh consumer group (reads from the earliest offset) and fresh
         # changelog topics, so the worker starts with empty tables over the whole backlog.
         "KPIWATCH_APP_ID": f"worker-{uuid.uuid4().hex[:8]}",
         "KPIWATCH_PARTITIONS": str(args.partitions),
         "KPIWATCH_WEB_PORT": str(port),
         "KPIWATCH_DATA_DIR": str(data_dir),
+        "KPIWATCH_RULES": f'["{args.rules.resolve()}"]',
         "PYTHONPATH": str(args.source.resolve()),
     }
     command = [sys.executable, "-m", "streams.cli", "worker", "--no-console"]
-    if args.variant:
-        command[1:3] = [str(REPO / "bench" / "worker_variant.py"), args.variant]
-    print(f"worker: starting (metrics on 127.0.0.1:{port}, log {log_path})")
+    return _watch(args, f"worker {mode}", command, env, port, _worker_counts)
+
+
+def _watch(args, name, command, env, port, counts) -> Measured:  # type: ignore[no-untyped-def]
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="kpiwatch-bench-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name.replace(' ', '-')}.log"
+    print(f"{name}: starting (port {port}, log {log_path})")
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             command, cwd=args.source, env=env, stdout=log_file, stderr=subprocess.STDOUT
         )
         try:
-            return asyncio.run(_watch_worker(process, log_path, port, args))
+            return asyncio.run(_follow(args, name, process, log_path, port, counts))
         finally:
-            _stop(process)
+            _stop(name, process)
 
 
-async def _watch_worker(
-    process: subprocess.Popen[bytes], log_path: Path, port: int, args: argparse.Namespace
-) -> Measured:
+async def _follow(args, name, process, log_path, port, counts) -> Measured:  # type: ignore[no-untyped-def]
     started = time.perf_counter()
-    ready: float | None = None
-    first: tuple[float, int, float] | None = None  # (time, count, cpu seconds) at first sight
-    last_print, count, dead = 0.0, 0, 0
-    deadline = started + args.worker_timeout
+    first: tuple[float, float] | None = None  # (time, cpu seconds) at the first event counted
+    samples: list[tuple[float, int]] = []
+    last_print, done, extra = 0.0, 0, ""
+    moved = started
+    deadline = started + args.timeout
     async with httpx.AsyncClient(timeout=5.0) as client:
-        while count < args.events:
+        while True:
             if process.poll() is not None:
-                sys.exit(f"worker exited with {process.returncode}; see {log_path}")
+                sys.exit(f"{name} exited with {process.returncode}; see {log_path}")
             if time.perf_counter() > deadline:
-                print(f"worker: timed out after {args.worker_timeout:.0f} s at {count:,} events")
+                print(f"{name}: timed out after {args.timeout:.0f} s at {done:,} events")
                 break
-            await asyncio.sleep(0.25)
-            if ready is None and READY_LINE.search(log_path.read_text(errors="replace")):
-                ready = time.perf_counter()
-                print(f"worker: ready after {ready - started:.1f} s")
-            count, dead = await _counters(client, port)
+            await asyncio.sleep(SAMPLE_EVERY_S)
+            found = await counts(client, port)
+            if found is None:
+                continue
+            if found[0] != done:
+                moved = time.perf_counter()
+            done, finished, extra = found
             now = time.perf_counter()
-            if count and first is None:
-                first = (now, count, _cpu_seconds(process.pid))
-            if first and now - last_print >= PROGRESS_EVERY_S:
-                last_print = now
-                _progress("worker", count, args.events, now - first[0])
+            if now - moved > args.stall:
+                sys.exit(f"{name}: stuck at {done:,} events for {args.stall:.0f} s; see {log_path}")
+            if done and first is None:
+                first = (now, _cpu_seconds(process.pid))
+            if first is not None:
+                samples.append((now - first[0], done))
+                if now - last_print >= PROGRESS_EVERY_S:
+                    last_print = now
+                    _progress(name, done, args.events, now - first[0])
+            if done >= args.events and finished:
+                break
     if first is None:
-        sys.exit(f"worker read no events; see {log_path}")
+        sys.exit(f"{name} read no events; see {log_path}")
     elapsed = time.perf_counter() - first[0]
-    cpu = (_cpu_seconds(process.pid) - first[2]) / elapsed
-    ready_s = "?" if ready is None else f"{ready - started:.1f}"
+    cpu = (_cpu_seconds(process.pid) - first[1]) / elapsed
     note = (
-        f"start-up {first[0] - started:.1f} s (ready {ready_s} s), worker CPU {cpu:.0%} of one "
-        f"core, RSS {_rss_mib(process.pid):.0f} MiB, dead-lettered {dead}"
+        f"start-up {first[0] - started:.1f} s, CPU {cpu:.0%} of one core, "
+        f"RSS {_rss_mib(process.pid):.0f} MiB{extra}"
     )
-    return Measured(count - first[1], elapsed, note)
+    measured = Measured(done, elapsed, note, samples)
+    if counts is _worker_counts:
+        measured.written = await _written(port)
+    return measured
 
 
-async def _counters(client: httpx.AsyncClient, port: int) -> tuple[int, int]:
+COUNTER = re.compile(r"^(kpiwatch_[a-z_]+)\{([^}]*)\} ([0-9.e+]+)$", re.MULTILINE)
+
+
+async def _metrics(client: httpx.AsyncClient, port: int) -> dict[str, float] | None:
     try:
-        response = await client.get(f"http://127.0.0.1:{port}/metrics")
+        body = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
     except httpx.HTTPError:
-        return 0, 0  # web server not up yet, or too busy to answer this time
-    body = response.text
-    read = sum(float(value) for value in COUNTER_LINE.findall(body))
-    dead = sum(float(value) for value in DEAD_LINE.findall(body))
-    return int(read), int(dead)
+        return None  # web server not up yet, or too busy to answer this time
+    found: dict[str, float] = {}
+    for name, labels, value in COUNTER.findall(body):
+        key = f"{name}{{{labels}}}"
+        found[key] = found.get(key, 0.0) + float(value)
+        found[name] = found.get(name, 0.0) + float(value)
+    return found
+
+
+async def _worker_counts(client: httpx.AsyncClient, port: int) -> tuple[int, bool, str] | None:
+    found = await _metrics(client, port)
+    if found is None:
+        return None
+    events = int(found.get("kpiwatch_events_in_total", 0))
+    sent = found.get('kpiwatch_kafka_messages_written_total{kind="rollups"}', 0.0)
+    applied = found.get("kpiwatch_rollup_messages_total", 0.0)
+    dead = int(found.get("kpiwatch_events_dead_lettered_total", 0))
+    return events, sent > 0 and applied >= sent, f", dead-lettered {dead}"
+
+
+async def _written(port: int) -> float:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        found = await _metrics(client, port) or {}
+    return found.get("kpiwatch_kafka_messages_written_total", 0.0)
+
+
+async def _minimal_counts(client: httpx.AsyncClient, port: int) -> tuple[int, bool, str] | None:
+    try:
+        text = (await client.get(f"http://127.0.0.1:{port}/count")).text
+    except httpx.HTTPError:
+        return None
+    return int(text), True, ""
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -301,20 +381,22 @@ def _rss_mib(pid: int) -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the worker we started (by its PID) and wait; SIGKILL if it hangs."""
+def _stop(name: str, process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM what we started (by its PID) and wait; SIGKILL if it hangs."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=30)
+        process.wait(timeout=60)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    print(f"worker: stopped (pid {process.pid}, exit {process.returncode})")
+    print(f"{name}: stopped (pid {process.pid}, exit {process.returncode})")
 
 
 def _free_port() -> int:
+    import socket
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -325,11 +407,12 @@ def _free_port() -> int:
 
 
 async def _delete_topics(broker: str, prefix: str) -> None:
-    """Every topic of this run: inputs, alerts, dead-letter, and the worker's changelogs."""
+    """Every topic of this run: inputs, outputs, and the workers' changelogs."""
     admin = AIOKafkaAdminClient(bootstrap_servers=broker)
     await admin.start()
     try:
         names = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        names += [n for n in await admin.list_topics() if n.startswith("minimal-")]
         if names:
             await admin.delete_topics(names)
         print(f"deleted {len(names)} topics with prefix {prefix!r}")
@@ -342,25 +425,34 @@ def _progress(stage: str, done: int, total: int, seconds: float) -> None:
     print(f"{stage}: {done:>10,} / {total:,} events  {seconds:6.0f} s  {rate:>9,.0f} events/s")
 
 
-def _report(args: argparse.Namespace, ceiling: Measured, worker: Measured) -> None:
-    ratio = worker.rate / ceiling.rate if ceiling.rate else 0.0
+def _report(args: argparse.Namespace, results: dict[str, dict[str, Measured]]) -> None:
     print()
     print(
         f"{args.events:,} mixed events, {args.stores} stores x {args.skus} SKUs, "
-        f"{args.partitions} partitions x 3 topics, {os.cpu_count()} cores"
+        f"{args.partitions} partitions, rules {args.rules.name}, {os.cpu_count()} cores"
     )
-    print(f"{'':<22}{'events':>12}{'seconds':>10}{'events/s':>12}")
-    print(
-        f"{'ceiling (decode)':<22}{ceiling.events:>12,}{ceiling.seconds:>10.1f}"
-        f"{ceiling.rate:>12,.0f}"
-    )
-    print(
-        f"{'kpiwatch worker':<22}{worker.events:>12,}{worker.seconds:>10.1f}{worker.rate:>12,.0f}"
-    )
-    print(f"{'worker / ceiling':<22}{ratio:>34.2f}")
+    print(f"{'':<26}{'events':>12}{'seconds':>10}{'events/s':>12}")
+    for mode, found in results.items():
+        for name, measured in found.items():
+            label = f"{mode} {name}"
+            print(
+                f"{label:<26}{measured.events:>12,}{measured.seconds:>10.1f}{measured.rate:>12,.0f}"
+            )
+    print()
+    for mode, found in results.items():
+        worker = found["worker"]
+        ceiling = found["ceiling"]
+        line = f"{mode}: worker / ceiling {worker.rate / ceiling.rate:.2f}"
+        if "minimal" in found:
+            line += f", worker / minimal Faust {worker.rate / found['minimal'].rate:.2f}"
+        first, last = worker.tenth("first"), worker.tenth("last")
+        line += f", last tenth / first tenth {last / first if first else 0:.2f}"
+        line += f" ({first:,.0f} -> {last:,.0f} events/s)"
+        line += f", Kafka messages written per event {worker.written / worker.events:.2f}"
+        print(line)
+        print(f"  worker: {worker.note}")
     load1, load5, _ = os.getloadavg()
     print(f"machine load average at the end: {load1:.1f} (1 min), {load5:.1f} (5 min)")
-    print(f"worker{f' (variant {args.variant})' if args.variant else ''}: {worker.note}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ it names its own `zone`. Public holidays come from the `holidays` package.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,9 +27,23 @@ class Calendar:
 
     name: str
     spec: CalendarSpec
+    # Asked for every evaluation of a rule that mutes with the calendar; calendars resolve to
+    # the minute, so answers are kept per minute and zone (a few thousand at most).
+    _answers: dict[tuple[int, str], bool] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
     def active(self, at: datetime, zone: str) -> bool:
-        local = at.astimezone(ZoneInfo(self.spec.zone or zone))
+        key = (int(at.timestamp() // 60), zone)
+        found = self._answers.get(key)
+        if found is None:
+            if len(self._answers) >= 4096:
+                self._answers.clear()
+            local = datetime.fromtimestamp(key[0] * 60, ZoneInfo(self.spec.zone or zone))
+            found = self._answers[key] = self._active_at(local)
+        return found
+
+    def _active_at(self, local: datetime) -> bool:
         if self.spec.holidays:
             return local.date() in holiday_dates(self._key(), local.year)
         if self.spec.dates:

@@ -11,9 +11,9 @@ from rules.load import CompiledRule, RuleSet
 from rules.schema import Severity, Threshold
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Evaluation:
-    """A rule judged against one snapshot.
+    """A rule judged against one snapshot (not frozen, for speed; never changed).
 
     `severity` None with `judged` True means "not breached". `judged` False means the scope could
     not be judged (too little volume for the guard, or an undefined value): that changes nothing.
@@ -51,7 +51,7 @@ def evaluate(rule: CompiledRule, snapshot: Snapshot) -> Evaluation:
         guard_value, _ = pick(snapshot, guard.kpi, guard.threshold.unit)
         if guard_value is None or not guard.threshold.holds(guard_value):
             return Evaluation(rule, snapshot, None, None, None, False, f"below the minimum {guard}")
-    value, currency = pick(snapshot, rule.kpi.name, _money_unit(rule))
+    value, currency = pick(snapshot, rule.kpi.name, rule.money_unit)
     if value is None:
         return Evaluation(
             rule, snapshot, None, None, None, False, f"{rule.kpi.name} is undefined", currency
@@ -97,10 +97,6 @@ def pick(snapshot: Snapshot, kpi: str, unit: str | None) -> tuple[Decimal | None
     if unit == snapshot.native_currency:
         return snapshot.native.get(kpi), unit
     return None, None
-
-
-def _money_unit(rule: CompiledRule) -> str | None:
-    return next((t.unit for _, t in rule.thresholds if t.unit not in (None, "%", "d")), None)
 
 
 def passes_filters(rule: CompiledRule, snapshot: Snapshot) -> bool:

@@ -212,9 +212,11 @@ class Window:
     label: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Snapshot:
     """The KPI values of one scope over one window right after an event changed them.
+
+    Not frozen, for speed (one is made per scope and window judged), but never changed.
 
     `values` hold money in the reporting currency (`currency`); `native` holds the same money
     KPIs in the scope's own selling currency (`native_currency`) when it has exactly one.

@@ -43,7 +43,18 @@ class _Step:
         return self.previous["status"] if self.previous else "inactive"
 
 
-def advance(states: AlertStates, evaluation: Evaluation) -> Alert | None:
+Identity = tuple[dict[str, str], str]  # an alert's labels and fingerprint
+
+
+def identity(evaluation: Evaluation) -> Identity:
+    """The labels and fingerprint of the alert an evaluation is about."""
+    labels = alert_labels(evaluation)
+    return labels, fingerprint(evaluation.rule.name, labels)
+
+
+def advance(
+    states: AlertStates, evaluation: Evaluation, known: Identity | None = None
+) -> Alert | None:
     """Apply one evaluation to the stored state; return the transition to record, if any.
 
     A breach waits `for:` (pending) before it fires; a firing alert sends nothing more at the
@@ -52,13 +63,16 @@ def advance(states: AlertStates, evaluation: Evaluation) -> Alert | None:
     holds. Inside a mute calendar a transition is returned with `muted` set (recorded, not
     sent), and a firing nobody was told about is sent when the mute ends. An evaluation of an
     older window than the stored one is stale, and an unjudged one (too little volume, an
-    undefined value) changes nothing.
+    undefined value) changes nothing. `known` is the evaluation's `identity`, when the caller
+    keeps it (it is the same for a rule and a scope every time).
     """
     if not evaluation.judged:
         return None
-    labels = alert_labels(evaluation)
-    key = fingerprint(evaluation.rule.name, labels)
-    previous = _load(states.get(key))
+    labels, key = known if known is not None else identity(evaluation)
+    stored = states.get(key)
+    if stored is None and evaluation.severity is None:
+        return None  # calm, and never anything else: nothing to record
+    previous = _load(stored)
     window = evaluation.snapshot.window
     if previous is not None and _is_stale(previous, window.start if window else None):
         return None

@@ -69,6 +69,8 @@ class CompiledRule:
     baseline: Baseline | None = None
     no_data: NoData | None = None
     during: tuple[Calendar, ...] = ()
+    # The currency the thresholds are written in, if any (what a money value is picked in).
+    money_unit: str | None = None
 
     @property
     def source(self) -> str:
@@ -570,13 +572,14 @@ def _compile(
     rule: RuleSpec, file: str, line: int | None, calendars: Mapping[str, Calendar]
 ) -> CompiledRule:
     spec = CATALOG[rule.kpi]
+    thresholds = _thresholds(rule)
     return CompiledRule(
         name=rule.name,
         description=rule.description,
         kpi=spec,
         level=_rule_level(rule),
         window=None if rule.no_data else rule.window or spec.default_window,
-        thresholds=_thresholds(rule),
+        thresholds=thresholds,
         guards=tuple(rule.require),
         filters=tuple((k, frozenset(v)) for k, v in sorted(rule.filters.items())),
         labels=tuple(sorted(rule.labels.items())),
@@ -590,6 +593,7 @@ def _compile(
         baseline=rule.baseline,
         no_data=rule.no_data,
         during=tuple(calendars[n] for n in (rule.no_data.during if rule.no_data else [])),
+        money_unit=next((t.unit for _, t in thresholds if t.unit not in (None, "%", "d")), None),
     )
 
 

@@ -54,7 +54,7 @@ ROLLUP_TABLE: Final = "rollup-state"
 TABLES: Final = (STATE_TABLE, ROLLUP_TABLE)
 # Messages per batch, and how long a batch waits to fill: state is written once per key per
 # batch, so bigger batches write less; the wait bounds the latency it adds at low load.
-BATCH_MESSAGES: Final = 2000
+BATCH_MESSAGES: Final = 1000
 BATCH_WITHIN: Final = 0.05
 
 
@@ -166,9 +166,10 @@ class Inputs:
         self.app = app
         self._seeking: dict[tuple[str, int], tuple[int, float]] = {}
 
-    def owned(self, event: Any) -> bool:
-        """Only partitions this worker holds now are processed (a batch can outlive them)."""
-        return TP(event.message.topic, event.message.partition) in self.app.consumer.assignment()
+    def owned(self) -> set[tuple[str, int]]:
+        """The partitions this worker holds now: only they are processed (a batch can
+        outlive them)."""
+        return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
 
     async def admit(
         self, partition: int, events: Sequence[Any], held: dict[str, int]
@@ -234,13 +235,10 @@ class Inputs:
 
 @dataclass
 class Decoded:
-    """A partition's share of a batch, decoded: messages to process, dead letters, and the
-    input offsets they take the state to."""
+    """A partition's share of a batch, decoded: messages to process and dead letters."""
 
     messages: list[Message] = field(default_factory=list)
     dead: list[dict[str, Any]] = field(default_factory=list)
-    positions: dict[str, int] = field(default_factory=dict)
-    skipped: int = 0
     events: int = 0
 
 
@@ -267,9 +265,11 @@ class Processor:
 
     async def _run(self, events: Sequence[Any]) -> dict[int, dict[str, int]]:
         by_partition: dict[int, list[Any]] = {}
+        owned = self.inputs.owned()
         for event in events:
-            if self.inputs.owned(event):
-                by_partition.setdefault(event.message.partition, []).append(event)
+            message = event.message
+            if (message.topic, message.partition) in owned:
+                by_partition.setdefault(message.partition, []).append(event)
         sent: list[tuple[int, int, dict[str, Any]]] = []
         held: dict[int, dict[str, int]] = {}
         for partition, group in by_partition.items():
@@ -392,11 +392,12 @@ class EventsProcessor(Processor):
 
     def decode(self, partition: int, events: Sequence[Any]) -> Decoded:
         decoded = Decoded()
+        counted: dict[str, int] = {}
         for event in events:
             message = event.message
             where = f"{message.topic}/{partition}/{message.offset}"
             found = decode_message(message.value, where, self.kinds.get(message.topic))
-            metrics.EVENTS_IN.labels(topic=message.topic).inc(len(found))
+            counted[message.topic] = counted.get(message.topic, 0) + len(found)
             decoded.events += len(found)
             valid, sources = [], []
             for index, item in enumerate(found):
@@ -407,6 +408,8 @@ class EventsProcessor(Processor):
                     sources.append(f"{where}#{index}" if len(found) > 1 else where)
             if valid:
                 decoded.messages.append(Message(valid, where, sources))
+        for topic, count in counted.items():
+            metrics.EVENTS_IN.labels(topic=topic).inc(count)
         return decoded
 
     def run_isolated(
@@ -498,6 +501,8 @@ class RollupsProcessor(Processor):
                     "rollup message %d/%d is not JSON; skipped", partition, event.message.offset
                 )
         output = pipeline.process(messages)
+        metrics.ROLLUP_MESSAGES.labels(outcome="applied").inc(output.applied)
+        metrics.ROLLUP_MESSAGES.labels(outcome="duplicate").inc(output.duplicates)
         return {"alerts": [a.model_dump(mode="json") for a in output.alerts]}
 
 

@@ -18,6 +18,7 @@ its local total times the rate, rounded once.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -315,13 +316,25 @@ class StoreState:
         self._index: dict[str, StoreIndex] | None = None
         self.changes = BatchChanges()
         self._expiring: set[str] = set()
+        self._day_prefixes: dict[str, str] = {}
+        self._hour_prefixes: dict[str, str] = {}
+        # Per store, the newest local day written and a number bumped whenever an older day
+        # changes (late events, statuses of past orders): sums of past days stay valid until.
+        self._newest_day: dict[str, str] = {}
+        self.generations: dict[str, int] = {}
 
     # -- keys
     def hour_key(self, store: str, hour: int) -> str:
-        return state_key(self.partition, HOUR, store, str(hour))
+        prefix = self._hour_prefixes.get(store)
+        if prefix is None:
+            prefix = self._hour_prefixes[store] = state_key(self.partition, HOUR, store, "")
+        return prefix + str(hour)
 
     def day_key(self, store: str, day: date | str) -> str:
-        return state_key(self.partition, DAY, store, str(day))
+        prefix = self._day_prefixes.get(store)
+        if prefix is None:
+            prefix = self._day_prefixes[store] = state_key(self.partition, DAY, store, "")
+        return prefix + (day if isinstance(day, str) else _iso(day))
 
     def stock_key(self, store: str) -> str:
         return state_key(self.partition, STOCK, store)
@@ -379,6 +392,8 @@ class StoreState:
         """After a discarded batch or a recovery the indexes may not match the state."""
         self._index = None
         self._expiring.clear()
+        for store in self.generations:
+            self.generations[store] += 1
 
     # -- buckets
     def hour_value(self, store: str, hour: int) -> dict[str, Any]:
@@ -512,7 +527,12 @@ class StoreState:
     def _settle(self, store: StoreRef, hour: int, parts: dict[str, Counters], sign: int) -> None:
         """Add (or take back) contributions in the hour and day buckets of `hour`."""
         hourly = self.hour_value(store.key, hour)["c"]
-        day = hour_day(hour, store.zone).isoformat()
+        day = _iso(hour_day(hour, store.zone))
+        newest = self._newest_day.get(store.key)
+        if newest is None or day > newest:
+            self._newest_day[store.key] = day
+        elif day < newest:
+            self.generations[store.key] = self.generations.get(store.key, 0) + 1
         daily = self.day_value(store.key, day)
         for suffix, counters in parts.items():
             _add_to(hourly, suffix, counters, sign)
@@ -560,6 +580,7 @@ class StoreState:
         last_day = datetime.fromtimestamp(cutoff, zone).date() - timedelta(days=1)
         while index.days and index.days[0] <= last_day.isoformat() and removed < budget:
             self.store.delete(self.day_key(store, index.days.pop(0)))
+            self.generations[store] = self.generations.get(store, 0) + 1
             removed += 1
         return removed
 
@@ -572,6 +593,11 @@ def _difference(new: dict[str, Counters], old: dict[str, Counters]) -> dict[str,
         add(delta, old.get(suffix, {}), -1)
         found[suffix] = delta
     return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso(day: date) -> str:
+    return day.isoformat()
 
 
 def _add_to(buckets: dict[str, Counters], suffix: str, counters: Counters, sign: int) -> None:

@@ -33,6 +33,13 @@ SKIPPED: Final = Counter(
     "Input messages read again after a restart and skipped: the state held them already.",
     registry=REGISTRY,
 )
+ROLLUP_MESSAGES: Final = Counter(
+    "kpiwatch_rollup_messages_total",
+    "Store partitions' rollup messages read, by outcome (applied; duplicate: re-sent after a "
+    "crash and dropped).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 MESSAGES_WRITTEN: Final = Counter(
     "kpiwatch_kafka_messages_written_total",
     "Kafka messages the worker wrote, by kind (changelog, alerts, rollups, dead-letter).",

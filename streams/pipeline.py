@@ -26,7 +26,7 @@ from rules.alerts import Alert
 from rules.errors import InvalidEventError
 from rules.evaluate import Evaluation, evaluate, passes_filters
 from rules.kpis import STORE, Snapshot
-from rules.lifecycle import advance
+from rules.lifecycle import Identity, advance, identity
 from rules.load import CompiledRule, RuleSet
 from streams.events import Event
 from streams.kpi import (
@@ -43,7 +43,7 @@ from streams.kpi import (
 )
 from streams.reference import Reference
 from streams.state import ALERT, StateStore, state_key
-from streams.values import snapshot
+from streams.values import PastDays, snapshot
 from streams.windows import from_us, hour_start
 
 # Hour boundaries judged at once when event time jumps: silence is counted over at most 72 h,
@@ -108,11 +108,15 @@ class Judge:
     """Rules applied to scopes and the lifecycle advanced: shared by both sides (stores and
     rollups). `observe` is told every judged value (the worker's KPI gauges)."""
 
+    IDENTITIES_KEPT = 200_000
+
     def __init__(self, states: AlertStates, rules: RuleSet, reference: Reference) -> None:
         self.states = states
         self.rules = rules
         self.reference = reference
         self.observe: Callable[[Evaluation], None] | None = None
+        # A rule and a scope always make the same alert labels and fingerprint (a hash).
+        self._identities: dict[tuple[str, tuple[tuple[str, str], ...], str], Identity] = {}
 
     def judge(self, source: Any, touch: Touch) -> list[Alert]:
         scope = touch.scope
@@ -122,15 +126,25 @@ class Judge:
         alerts: list[Alert] = []
         for plan in plans:
             view = snapshot(source, self.reference, touch, plan.window, plan.names, plan.baselines)
-            alerts.extend(self.advance(evaluate(rule, view) for rule in plan.rules))
+            alerts.extend(self.advance((evaluate(rule, view) for rule in plan.rules), scope.id))
         return alerts
 
-    def advance(self, evaluations: Iterable[Evaluation]) -> list[Alert]:
+    def advance(self, evaluations: Iterable[Evaluation], scope: str = "") -> list[Alert]:
         alerts = []
         for evaluation in evaluations:
             if self.observe is not None:
                 self.observe(evaluation)
-            alert = advance(self.states, evaluation)
+            if not evaluation.judged:
+                continue
+            known = None
+            if scope:
+                key = (evaluation.rule.name, evaluation.rule.labels, scope)
+                known = self._identities.get(key)
+                if known is None:
+                    if len(self._identities) >= self.IDENTITIES_KEPT:
+                        self._identities.clear()
+                    known = self._identities[key] = identity(evaluation)
+            alert = advance(self.states, evaluation, known)
             if alert is not None:
                 alerts.append(alert)
         return alerts
@@ -141,9 +155,14 @@ class StoreCounters:
 
     def __init__(self, state: StoreState) -> None:
         self.state = state
+        self.past_days = PastDays()
+
+    def generation(self, scope: Scope) -> int | None:
+        return self.state.generations.get(scope.store, 0)
 
     def day(self, scope: Scope, day: Any) -> Counters | None:
-        return self.state.day_counters(scope.store, day.isoformat(), scope.suffix)
+        value = self.state.store.get(self.state.day_key(scope.store, day))
+        return None if value is None else value.get(scope.suffix)
 
     def hour(self, scope: Scope, hour: int) -> Counters | None:
         return self.state.hour_counters(scope.store, hour, scope.suffix)
@@ -313,6 +332,12 @@ def _merge(touched: dict[tuple[str, Any], Touch], touch: Touch) -> None:
     if seen is None:
         touched[key] = touch
         return
+    if (
+        seen.at >= touch.at
+        and touch.families <= seen.families
+        and (touch.hour is None or (seen.hour is not None and seen.hour >= touch.hour))
+    ):
+        return  # nothing new
     hours = [h for h in (seen.hour, touch.hour) if h is not None]
     touched[key] = Touch(
         seen.scope,

@@ -139,6 +139,9 @@ class RollupCounters:
     def stock(self, scope: Scope) -> Any:
         return None
 
+    def generation(self, scope: Scope) -> int | None:
+        return None  # judged once an hour: nothing worth keeping
+
 
 def rollup_scope(target: str, entry: list[Any]) -> Scope:
     level_name, labels, zone = entry[0], entry[1], entry[2]

@@ -12,7 +12,8 @@ Only the KPIs asked for are computed (the rules of a scope read a few of the cat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Final, Protocol
@@ -46,22 +47,41 @@ class CounterSource(Protocol):
     def hour(self, scope: Scope, hour: int) -> Counters | None: ...
     def stock(self, scope: Scope) -> Mapping[str, list[int]] | None: ...
 
+    def generation(self, scope: Scope) -> int | None:
+        """A number that changes whenever a past day of the scope changes (None: do not
+        cache sums of past days)."""
+        ...
+
+
+# Sums of a window's past days, by (scope, first day, last day, generation): a 7-day window
+# judged every hour re-adds the same six days otherwise.
+PAST_DAYS_KEPT: Final = 50_000
+
 
 # ---------------------------------------------------------------- sums with their days
 
 
+_NO_NAMES: Final[set[str]] = set()  # never added to: Totals swap in their own first
+
+
 class Totals:
     """Counters summed over some periods; money also kept per local day, to convert each day
-    at its own rate. `scale` multiplies everything (a baseline's average share of a day)."""
+    at its own rate. `scale` multiplies everything (a baseline's average share of a day).
+    `base` is a sum of other days these add to (a window's past days, kept between
+    evaluations with its money already converted)."""
 
-    __slots__ = ("_money", "_reporting", "c", "fx", "scale")
+    __slots__ = ("_money", "_names", "_reporting", "base", "c", "fx", "scale")
 
-    def __init__(self, fx: Reference, scale: Decimal | None = None) -> None:
+    def __init__(
+        self, fx: Reference, scale: Decimal | None = None, base: Totals | None = None
+    ) -> None:
         self.c: dict[str, int] = {}
         self._money: dict[date, dict[str, int]] = {}
+        self._names: set[str] = _NO_NAMES  # the money counters seen (`gmv:JPY`), once any
         self.fx = fx
         self.scale = scale
-        self._reporting: dict[str, Decimal | None] = {}
+        self.base = base
+        self._reporting: dict[str, Decimal | None] | None = None
 
     def add(self, day: date, counters: Counters) -> None:
         total = self.c
@@ -74,36 +94,53 @@ class Totals:
                     if money is None:
                         money = self._money[day] = {}
                 money[name] = money.get(name, 0) + value
-
-    def count(self, name: str) -> Decimal:
-        value = Decimal(self.c.get(name, 0))
-        return value * self.scale if self.scale is not None else value
+                if self._names is _NO_NAMES:
+                    self._names = set()
+                self._names.add(name)
 
     def raw(self, name: str) -> int:
-        return self.c.get(name, 0)
+        value = self.c.get(name, 0)
+        return value + self.base.raw(name) if self.base is not None else value
+
+    def count(self, name: str) -> Decimal:
+        value = Decimal(self.raw(name))
+        return value * self.scale if self.scale is not None else value
 
     def currencies(self) -> set[str]:
         """Selling currencies with money in these totals."""
-        return {
-            name.split(":", 1)[1]
-            for name, value in self.c.items()
-            if value and ":" in name and name.split(":", 1)[0] in SELLING
-        }
+        names = self._names if self.base is None else self._names | self.base._names
+        found = set()
+        for name in names:
+            kind, currency = name.split(":", 1)
+            if kind in SELLING and self.raw(name):
+                found.add(currency)
+        return found
 
     def native(self, name: str, currency: str) -> Decimal:
         """`name` in `currency` (major units), exact."""
-        value = Decimal(self.c.get(f"{name}:{currency}", 0)).scaleb(-minor_unit_exponent(currency))
+        value = Decimal(self.raw(f"{name}:{currency}")).scaleb(-minor_unit_exponent(currency))
         return value * self.scale if self.scale is not None else value
 
     def reporting(self, name: str) -> Decimal | None:
         """`name` in the reporting currency (major units), unrounded; None when a day's rate
         for one of its currencies is missing."""
-        if name in self._reporting:
+        if self._reporting is None:
+            self._reporting = {}
+        elif name in self._reporting:
             return self._reporting[name]
+        found = self._own_reporting(name)
+        if found is not None and self.base is not None:
+            below = self.base.reporting(name)
+            found = None if below is None else found + below
+        if found is not None and self.scale is not None:
+            found *= self.scale
+        self._reporting[name] = found
+        return found
+
+    def _own_reporting(self, name: str) -> Decimal | None:
         fx = self.fx.fx
         prefix = name + ":"
         total = Decimal(0)
-        found: Decimal | None = total
         for day, money in self._money.items():
             for counter, minor in money.items():
                 if not minor or not counter.startswith(prefix):
@@ -111,15 +148,9 @@ class Totals:
                 currency = counter[len(prefix) :]
                 rate = fx.rate(currency, day)
                 if rate is None:
-                    found = None
-                    break
+                    return None
                 total += Decimal(minor).scaleb(-minor_unit_exponent(currency)) * rate
-            if found is None:
-                break
-        else:
-            found = total * self.scale if self.scale is not None else total
-        self._reporting[name] = found
-        return found
+        return total
 
 
 # ---------------------------------------------------------------- windows
@@ -127,6 +158,8 @@ class Totals:
 
 def window_periods(touch: Touch, window: str) -> tuple[str, list[int] | list[date], Window] | None:
     """(grain, periods, bounds) of a window ending with the touched period."""
+    if window in DAILY_WINDOWS:
+        return _daily_periods(touch.day, window, touch.scope.zone)
     if window in ("1h", "24h"):
         if touch.hour is None:
             return None  # judged per day only (stock snapshots, cross-store scopes)
@@ -135,10 +168,13 @@ def window_periods(touch: Touch, window: str) -> tuple[str, list[int] | list[dat
         start = datetime.fromtimestamp(hours[0], UTC)
         end = datetime.fromtimestamp(hours[-1] + 3600, UTC)
         return "h", hours, Window(start, end, window)
-    if window not in DAILY_WINDOWS:
-        return None
-    days = _days(touch.day, window)
-    zone = ZoneInfo(touch.scope.zone)
+    return None
+
+
+@functools.lru_cache(maxsize=16384)
+def _daily_periods(day: date, window: str, zone_name: str) -> tuple[str, list[date], Window]:
+    days = _days(day, window)
+    zone = ZoneInfo(zone_name)
     first, last = day_window(days[0], zone), day_window(days[-1], zone)
     label = f"{days[0]}..{days[-1]}" if len(days) > 1 else days[0].isoformat()
     return "d", days, Window(first.start, last.end, label)
@@ -160,6 +196,8 @@ def window_totals(
         return totals, None
     grain, keys, span = periods
     scope = touch.scope
+    if grain == "d" and len(keys) > 2:
+        return _days_totals(source, reference, scope, keys), span  # type: ignore[arg-type]
     if grain == "h":
         zone = ZoneInfo(scope.zone)
         for hour in keys:
@@ -174,6 +212,64 @@ def window_totals(
             if found is not None:
                 totals.add(day, found)
     return totals, span
+
+
+class PastDays:
+    """The cache of past-day sums (one per source: a partition's stores)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[str, date, date, int], Totals] = {}
+
+
+def _days_totals(
+    source: CounterSource, reference: Reference, scope: Scope, days: list[date]
+) -> Totals:
+    past_days: PastDays | None = getattr(source, "past_days", None)
+    generation = source.generation(scope) if past_days is not None else None
+    if past_days is None or generation is None:
+        totals = Totals(reference)
+        for day in days:
+            found = source.day(scope, day)
+            if found is not None:
+                totals.add(day, found)
+        return totals
+    key = (scope.id, days[0], days[-2], generation)
+    past = past_days.sums.get(key)
+    if past is None:
+        past = Totals(reference)
+        for day in days[:-1]:
+            found = source.day(scope, day)
+            if found is not None:
+                past.add(day, found)
+        if len(past_days.sums) >= PAST_DAYS_KEPT:
+            past_days.sums.clear()
+        past_days.sums[key] = past
+    totals = Totals(reference, base=past)
+    today = source.day(scope, days[-1])
+    if today is not None:
+        totals.add(days[-1], today)
+    return totals
+
+
+class LazyValues(Mapping[str, Decimal | None]):
+    """KPI values computed when first read: a rule whose volume guard fails never pays for
+    its own KPI."""
+
+    def __init__(self, calc: Calculator, names: Sequence[str], native: bool) -> None:
+        self._calc = calc
+        self._names = names
+        self._index = 1 if native else 0
+
+    def __getitem__(self, name: str) -> Decimal | None:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._calc.value(name)[self._index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 # ---------------------------------------------------------------- snapshots
@@ -192,22 +288,20 @@ def snapshot(
     totals, span = window_totals(source, reference, touch, window)
     stock = source.stock(touch.scope) if _needs_stock(names) else None
     calc = Calculator(totals, reference, window, touch, stock)
-    values: dict[str, Decimal | None] = {}
-    native: dict[str, Decimal | None] = {}
-    for name in names:
-        values[name], native[name] = calc.value(name)
     return Snapshot(
         level=touch.scope.level,
         labels=touch.scope.labels,
-        values=values,
+        values=LazyValues(calc, names, native=False),
         at=touch.at,
         window=span,
         currency=reference.reporting,
         zone=touch.scope.zone,
-        native=native,
-        native_currency=calc.native_currency,
+        native=LazyValues(calc, names, native=True),
+        native_currency=calc.native_currency if names else None,
         window_name=window,
-        baselines={b.key: usual(source, reference, touch, names, b) for b in baselines},
+        baselines={b.key: usual(source, reference, touch, names, b) for b in baselines}
+        if baselines
+        else {},
     )
 
 
@@ -290,9 +384,16 @@ class Calculator:
         self.window = window
         self.touch = touch
         self.stock = stock
-        currencies = totals.currencies()
-        self.native_currency = next(iter(currencies)) if len(currencies) == 1 else None
+        self._native: list[str | None] = []
         self._done: dict[str, Pair] = {}
+
+    @property
+    def native_currency(self) -> str | None:
+        """The scope's selling currency over the window, when it has exactly one."""
+        if not self._native:
+            currencies = self.t.currencies()
+            self._native.append(next(iter(currencies)) if len(currencies) == 1 else None)
+        return self._native[0]
 
     def value(self, name: str) -> Pair:
         found = self._done.get(name)
