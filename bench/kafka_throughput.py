@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import itertools
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -330,37 +329,30 @@ async def _follow(args, name, process, log_path, port, counts) -> Measured:  # t
     return measured
 
 
-COUNTER = re.compile(r"^(kpiwatch_[a-z_]+)\{([^}]*)\} ([0-9.e+]+)$", re.MULTILINE)
-
-
-async def _metrics(client: httpx.AsyncClient, port: int) -> dict[str, float] | None:
+async def _stats(client: httpx.AsyncClient, port: int) -> dict[str, float] | None:
+    """The worker's /stats page (cheap: /metrics would render every KPI gauge each time)."""
     try:
-        body = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-    except httpx.HTTPError:
+        found: dict[str, float] = (await client.get(f"http://127.0.0.1:{port}/stats")).json()
+    except (httpx.HTTPError, ValueError):
         return None  # web server not up yet, or too busy to answer this time
-    found: dict[str, float] = {}
-    for name, labels, value in COUNTER.findall(body):
-        key = f"{name}{{{labels}}}"
-        found[key] = found.get(key, 0.0) + float(value)
-        found[name] = found.get(name, 0.0) + float(value)
     return found
 
 
 async def _worker_counts(client: httpx.AsyncClient, port: int) -> tuple[int, bool, str] | None:
-    found = await _metrics(client, port)
+    found = await _stats(client, port)
     if found is None:
         return None
     events = int(found.get("kpiwatch_events_in_total", 0))
-    sent = found.get('kpiwatch_kafka_messages_written_total{kind="rollups"}', 0.0)
-    applied = found.get("kpiwatch_rollup_messages_total", 0.0)
+    sent = found.get("kpiwatch_kafka_messages_written_total:rollups", 0.0)
+    applied = sum(v for k, v in found.items() if k.startswith("kpiwatch_rollup_messages_total"))
     dead = int(found.get("kpiwatch_events_dead_lettered_total", 0))
     return events, sent > 0 and applied >= sent, f", dead-lettered {dead}"
 
 
 async def _written(port: int) -> float:
     async with httpx.AsyncClient(timeout=5.0) as client:
-        found = await _metrics(client, port) or {}
-    return found.get("kpiwatch_kafka_messages_written_total", 0.0)
+        found = await _stats(client, port) or {}
+    return sum(v for k, v in found.items() if k.startswith("kpiwatch_kafka_messages_written"))
 
 
 async def _minimal_counts(client: httpx.AsyncClient, port: int) -> tuple[int, bool, str] | None:

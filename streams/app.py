@@ -257,6 +257,7 @@ class Processor:
         self.inputs = inputs
         self.lock = asyncio.Lock()
         self.runners: dict[int, Any] = {}
+        self.gauges = Gauges()
 
     async def batch(self, events: Sequence[Any]) -> None:
         async with self.lock:
@@ -287,6 +288,7 @@ class Processor:
             await write_batch(pipeline.store, partition, self.changelog, meta, outputs)
             sent.append((partition, meta["seq"], outputs))
             held[partition] = dict(meta["pos"])
+        self.gauges.flush()
         await self.changelog.flush()
         for _, _, outputs in sent:
             observe(outputs)
@@ -373,7 +375,7 @@ class EventsProcessor(Processor):
             rollup_partitions=self.settings.partitions,
             stores=self.stores,
         )
-        pipeline.judge.observe = _gauge
+        pipeline.judge.observe = self.gauges
         return pipeline
 
     def process(self, pipeline: Any, partition: int, events: list[Any]) -> dict[str, Any]:
@@ -488,7 +490,7 @@ class RollupsProcessor(Processor):
             sources=self.settings.partitions,
             idle_after=self.settings.rollup_idle_s,
         )
-        pipeline.judge.observe = _gauge
+        pipeline.judge.observe = self.gauges
         return pipeline
 
     def process(self, pipeline: Any, partition: int, events: list[Any]) -> dict[str, Any]:
@@ -574,13 +576,25 @@ def dead_letter_record(
     return record
 
 
-def _gauge(evaluation: Evaluation) -> None:
-    """The KPI value a rule just looked at, as a Prometheus gauge (undefined removes the
-    series). The snapshot's value, not the judged one: a guard not met still has a value."""
-    kpi = evaluation.rule.kpi.name
-    metrics.KPI_GAUGES.set(
-        evaluation.rule.name, kpi, evaluation.snapshot.labels, evaluation.snapshot.values.get(kpi)
-    )
+class Gauges:
+    """The KPI value each rule last looked at, per scope, as Prometheus gauges (undefined
+    removes the series): kept during a batch, set once per rule and scope when it ends. The
+    snapshot's value, not the judged one: a guard not met still has a value."""
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple[str, int], Evaluation] = {}
+
+    def __call__(self, evaluation: Evaluation) -> None:
+        self._latest[(evaluation.rule.name, id(evaluation.snapshot.labels))] = evaluation
+
+    def flush(self) -> None:
+        for evaluation in self._latest.values():
+            kpi = evaluation.rule.kpi.name
+            snapshot = evaluation.snapshot
+            metrics.KPI_GAUGES.set(
+                evaluation.rule.name, kpi, snapshot.labels, snapshot.values.get(kpi)
+            )
+        self._latest.clear()
 
 
 def build_app(
@@ -610,6 +624,9 @@ def build_app(
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
+        # Read ahead no more than a batch or two: a backlog otherwise piles up in memory.
+        stream_buffer_maxsize=BATCH_MESSAGES * 2,
+        broker_max_poll_records=BATCH_MESSAGES,
     )
     input_names = [settings.topic(EVENTS_TOPIC), *(settings.topic(n) for n in TOPICS.values())]
     # No acks: Faust neither tracks nor commits these; the state's positions are committed
@@ -711,6 +728,11 @@ def build_app(
         # aiohttp refuses parameters in content_type; Prometheus wants its `version=` one.
         response.headers["Content-Type"] = content_type
         return response
+
+    @app.page("/stats")
+    async def stats_page(web: Any, request: Any) -> Any:
+        """Progress counters as JSON, cheap to poll (unlike /metrics with its KPI gauges)."""
+        return web.json(metrics.progress())
 
     def reader() -> StateReader:
         return StateReader(StateStore(state_table.data), StateStore(rollup_table.data), reference)

@@ -74,7 +74,7 @@ class Scope:
         return hash(self.id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Touch:
     """A scope an event (or a message's events) changed, in which local period, when."""
 
@@ -145,7 +145,7 @@ class Stores:
 # ---------------------------------------------------------------- facts
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fact:
     """One event, normalised: its store, times, and what it says in minor units."""
 

@@ -218,5 +218,21 @@ async def update_lag(consumer: Any) -> None:
             CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
 
+def progress() -> dict[str, float]:
+    """How far the worker is, cheaply (the KPI gauges are not rendered): events in, rollup
+    messages applied, Kafka messages written by kind."""
+    found: dict[str, float] = {}
+    for metric in (EVENTS_IN, ROLLUP_MESSAGES, MESSAGES_WRITTEN, DEAD_LETTERED, SKIPPED):
+        for family in metric.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    kind = next(iter(sample.labels.values()), "")
+                    key = sample.name + (
+                        f":{kind}" if kind and "topic" not in sample.labels else ""
+                    )
+                    found[key] = found.get(key, 0.0) + sample.value
+    return found
+
+
 def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
