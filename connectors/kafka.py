@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -95,6 +95,48 @@ async def _partition_counts(
         await asyncio.sleep(0.2)
 
 
+class Coalescer:
+    """Events of one store handed over within `linger` seconds go out as one message (webhooks
+    come one event at a time; a message costs the worker as much as processing its events).
+    `submit` returns once the message holding its events is sent (acknowledged, with a
+    producer that awaits), or raises what sending raised."""
+
+    def __init__(
+        self, send: Callable[[Sequence[Event]], Awaitable[None]], linger: float = 0.1
+    ) -> None:
+        self._send = send
+        self._linger = linger
+        self._waiting: dict[str, tuple[list[Event], asyncio.Future[None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, events: Sequence[Event]) -> None:
+        futures = [self._add(event) for event in events]
+        for future in {id(f): f for f in futures}.values():
+            await asyncio.shield(future)
+
+    def _add(self, event: Event) -> asyncio.Future[None]:
+        found = self._waiting.get(event.store_id)
+        if found is None:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            found = self._waiting[event.store_id] = ([], future)
+            task = asyncio.create_task(self._flush_later(event.store_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        found[0].append(event)
+        return found[1]
+
+    async def _flush_later(self, store: str) -> None:
+        await asyncio.sleep(self._linger)
+        events, future = self._waiting.pop(store)
+        try:
+            for group in pack(events):
+                await self._send(group)
+        except Exception as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+
 class EventProducer:
     """Validates and produces events to the `events` topic (behind `prefix`), packed."""
 
@@ -123,6 +165,10 @@ class EventProducer:
     async def send_message(self, events: Sequence[Event]) -> None:
         """Events of one store as one message, as they are (queued, like `send`)."""
         await self._send(events)
+
+    async def send_acknowledged(self, events: Sequence[Event]) -> None:
+        """Events of one store as one message; returns once the broker acknowledged it."""
+        await (await self._send(events))
 
     async def send_batch(self, events: Sequence[Event]) -> None:
         """Send `events` packed per store and return once the broker acknowledged every one:

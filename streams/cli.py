@@ -158,8 +158,8 @@ def _parser() -> argparse.ArgumentParser:
         "produce-fx",
         help="publish FX rates from a CSV file to the fx-rates topic (running workers use them)",
         description="Check FX_FILE (date,currency,rate: 1 currency = rate reporting currency "
-        "from that date) and put each rate on the fx-rates topic. Running workers apply new "
-        "rates to what they count from then on.",
+        "from that date) and put each rate on the fx-rates topic. Running workers read money "
+        "in the reporting currency with it from then on, for every day it is in effect.",
     )
     produce_fx.add_argument("fx", type=Path, metavar="FX_FILE")
     _kafka_args(produce_fx)

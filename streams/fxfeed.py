@@ -2,8 +2,9 @@
 
 Every worker reads the whole `fx-rates` topic itself, outside any consumer group: rates are
 reference data that every partition's events need, not work to share out. The worker reads the
-topic to its end before it starts processing, then follows it. A new rate applies to
-contributions converted after it arrives; counters already kept are not restated.
+topic to its end before it starts processing, then follows it. Money is kept in its own
+currency and converted when it is read (streams.values), so a new rate applies from then on to
+every day it is in effect, past days included.
 """
 
 from __future__ import annotations

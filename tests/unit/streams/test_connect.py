@@ -296,6 +296,9 @@ class _Producer:
     async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         self.raw.append((topic, value))
 
+    async def send_acknowledged(self, events: object) -> None:
+        raise AssertionError("no push in this test")
+
 
 class _OnePage:
     name = "amazon_sp:orders:us-1"
