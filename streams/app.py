@@ -248,9 +248,18 @@ class Processor:
     batch in hand, so a worker never writes for a partition another one owns."""
 
     def __init__(
-        self, table: Any, settings: Settings, producer: Producer, changelog: str, inputs: Inputs
+        self,
+        table: Any,
+        rules: RuleSet,
+        reference: Reference,
+        settings: Settings,
+        producer: Producer,
+        changelog: str,
+        inputs: Inputs,
     ) -> None:
         self.table = table
+        self._rules = rules
+        self.reference = reference
         self.settings = settings
         self.changelog = KafkaChangelog(producer, changelog)
         self.outputs = Outputs(producer, settings)
@@ -258,6 +267,16 @@ class Processor:
         self.lock = asyncio.Lock()
         self.runners: dict[int, Any] = {}
         self.gauges = Gauges()
+
+    @property
+    def rules(self) -> RuleSet:
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: RuleSet) -> None:
+        self._rules = rules
+        for pipeline in self.runners.values():
+            pipeline.rules = rules
 
     async def batch(self, events: Sequence[Any]) -> None:
         async with self.lock:
@@ -338,33 +357,13 @@ class Processor:
 class EventsProcessor(Processor):
     """process-events: a partition's stores."""
 
-    def __init__(
-        self,
-        table: Any,
-        rules: RuleSet,
-        reference: Reference,
-        settings: Settings,
-        producer: Producer,
-        changelog: str,
-        inputs: Inputs,
-    ) -> None:
-        super().__init__(table, settings, producer, changelog, inputs)
-        self._rules = rules
-        self.reference = reference
-        self.stores = Stores(reference)
-        self.kinds: dict[str, EventKind | None] = {settings.topic(EVENTS_TOPIC): None}
-        self.kinds.update({settings.topic(name): kind for kind, name in TOPICS.items()})
-        self.cache_bytes = max(DEFAULT_CACHE_BYTES // settings.partitions, 16 * 2**20)
-
-    @property
-    def rules(self) -> RuleSet:
-        return self._rules
-
-    @rules.setter
-    def rules(self, rules: RuleSet) -> None:
-        self._rules = rules
-        for pipeline in self.runners.values():
-            pipeline.rules = rules
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.stores = Stores(self.reference)
+        topic = self.settings.topic
+        self.kinds: dict[str, EventKind | None] = {topic(EVENTS_TOPIC): None}
+        self.kinds.update({topic(name): kind for kind, name in TOPICS.items()})
+        self.cache_bytes = max(DEFAULT_CACHE_BYTES // self.settings.partitions, 16 * 2**20)
 
     def make(self, store: StateStore, partition: int) -> Pipeline:
         pipeline = Pipeline(
@@ -456,30 +455,6 @@ def _culprit(pipeline: Pipeline, messages: list[Message], poison: set[int]) -> t
 
 class RollupsProcessor(Processor):
     """rollups: cross-store scopes, from the store partitions' rollup messages."""
-
-    def __init__(
-        self,
-        table: Any,
-        rules: RuleSet,
-        reference: Reference,
-        settings: Settings,
-        producer: Producer,
-        changelog: str,
-        inputs: Inputs,
-    ) -> None:
-        super().__init__(table, settings, producer, changelog, inputs)
-        self._rules = rules
-        self.reference = reference
-
-    @property
-    def rules(self) -> RuleSet:
-        return self._rules
-
-    @rules.setter
-    def rules(self, rules: RuleSet) -> None:
-        self._rules = rules
-        for pipeline in self.runners.values():
-            pipeline.rules = rules
 
     def make(self, store: StateStore, partition: int) -> RollupPipeline:
         pipeline = RollupPipeline(

@@ -29,7 +29,7 @@ from rules.errors import InvalidEventError
 from rules.kpis import CAMPAIGN, LEVEL_LABELS, LEVEL_NAMES, MARKETPLACE, ROLLUPS, SKU, STORE, Level
 from streams.events import AdSpendEvent, Event, OrderEvent, minor_unit_exponent
 from streams.reference import Reference
-from streams.state import DAY, HOUR, META, RS, SEP, STOCK, StateStore, state_key, store_key
+from streams.state import DAY, HOUR, META, RS, SEP, STOCK, StateStore, marker, state_key, store_key
 from streams.windows import epoch_us, hour_day, hour_of_day, hour_start, marketplace_zone
 
 Counters = dict[str, int]
@@ -344,11 +344,8 @@ class StoreState:
         return state_key(self.partition, META)
 
     def meta(self) -> dict[str, Any]:
-        found = self.store.get(self.meta_key)
-        if found is None:
-            found = {"seq": 0, "pos": {}, "wm": None, "tick": None, "stores": {}, "out": {}}
-            self.store.put(self.meta_key, found)
-        return found  # type: ignore[no-any-return]
+        fresh = {"seq": 0, "pos": {}, "wm": None, "tick": None, "stores": {}, "out": {}}
+        return marker(self.store, self.partition, fresh)
 
     # -- indexes
     def index(self, store: str) -> StoreIndex:

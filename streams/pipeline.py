@@ -172,7 +172,27 @@ class StoreCounters:
         return None if sku is None else self.state.stock(scope.store, sku)
 
 
-class Pipeline:
+class Judged:
+    """What both sides share: rules that a reload swaps (through `judge`), a state store."""
+
+    judge: Judge
+    state: Any
+
+    @property
+    def rules(self) -> RuleSet:
+        return self.judge.rules
+
+    @rules.setter
+    def rules(self, rules: RuleSet) -> None:
+        self.judge.rules = rules
+
+    @property
+    def store(self) -> StateStore:
+        store: StateStore = self.state.store
+        return store
+
+
+class Pipeline(Judged):
     """A partition's stores: their state, the current rules (swapped on reload) and the
     reference data. `process` runs one batch; the caller commits its state changes."""
 
@@ -193,18 +213,6 @@ class Pipeline:
         self.judge = Judge(AlertStates(store, partition), rules, self.reference)
         self.partition = partition
         self.rollup_partitions = rollup_partitions
-
-    @property
-    def rules(self) -> RuleSet:
-        return self.judge.rules
-
-    @rules.setter
-    def rules(self, rules: RuleSet) -> None:
-        self.judge.rules = rules
-
-    @property
-    def store(self) -> StateStore:
-        return self.state.store
 
     def process(self, messages: Iterable[Message]) -> Output:
         """Judge silence at each whole hour event time passes, then apply and judge each

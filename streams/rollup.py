@@ -27,9 +27,9 @@ from rules.alerts import Alert
 from rules.kpis import LEVEL_NAMES
 from rules.load import RuleSet
 from streams.kpi import RETENTION, Counters, Scope, Touch, add
-from streams.pipeline import AlertStates, Judge
+from streams.pipeline import AlertStates, Judge, Judged
 from streams.reference import Reference
-from streams.state import META, ROLLUP, RS, StateStore, state_key
+from streams.state import META, ROLLUP, RS, StateStore, marker, state_key
 
 LEVELS: Final = {name: level for level, name in LEVEL_NAMES.items()}
 FAMILIES: Final = frozenset({"orders", "ads"})
@@ -60,11 +60,8 @@ class RollupState:
         return state_key(self.partition, META)
 
     def meta(self) -> dict[str, Any]:
-        found = self.store.get(self.meta_key)
-        if found is None:
-            found = {"seq": 0, "pos": {}, "src": {}, "tick": None, "scopes": {}, "out": {}}
-            self.store.put(self.meta_key, found)
-        return found  # type: ignore[no-any-return]
+        fresh = {"seq": 0, "pos": {}, "src": {}, "tick": None, "scopes": {}, "out": {}}
+        return marker(self.store, self.partition, fresh)
 
     def key(self, target: str, day: date | str) -> str:
         return state_key(self.partition, ROLLUP, target, str(day))
@@ -148,7 +145,7 @@ def rollup_scope(target: str, entry: list[Any]) -> Scope:
     return Scope(LEVELS[level_name], labels, zone, target, "", target)
 
 
-class RollupPipeline:
+class RollupPipeline(Judged):
     """A rollup partition: applies source messages, judges its scopes at whole hours."""
 
     def __init__(
@@ -171,18 +168,6 @@ class RollupPipeline:
         self.clock = clock
         self._started = clock()
         self._heard: dict[str, float] = {}
-
-    @property
-    def rules(self) -> RuleSet:
-        return self.judge.rules
-
-    @rules.setter
-    def rules(self, rules: RuleSet) -> None:
-        self.judge.rules = rules
-
-    @property
-    def store(self) -> StateStore:
-        return self.state.store
 
     def process(self, messages: Iterable[dict[str, Any]]) -> RollupOutput:
         output = RollupOutput()

@@ -76,6 +76,17 @@ def decode_value(raw: bytes | str) -> Any:
     return pydantic_core.from_json(raw, cache_strings=True)
 
 
+def marker(store: StateStore, partition: int, fresh: dict[str, Any]) -> dict[str, Any]:
+    """A partition's marker (its batch number, input positions, outputs; streams.durable), or
+    `fresh` put in place when the partition has none yet."""
+    key = state_key(partition, META)
+    found = store.get(key)
+    if found is None:
+        found = fresh
+        store.put(key, found)
+    return found  # type: ignore[no-any-return]
+
+
 class StateStore:
     """Decoded, cached access to a mapping of encoded state, with the changes of a batch held
     apart until `commit` (so that a batch can also be thrown away as a whole)."""
