@@ -38,6 +38,7 @@ from sinks.load import SinksSetup
 from streams import metrics
 from streams.durable import mark_sent, recover, write_batch
 from streams.events import EVENTS_TOPIC, TOPICS, EventKind, decode_message
+from streams.heap import Heap
 from streams.kpi import Stores
 from streams.notify import install_notifier
 from streams.pipeline import Message, Output, Pipeline
@@ -267,6 +268,7 @@ class Processor:
         self.lock = asyncio.Lock()
         self.runners: dict[int, Any] = {}
         self.gauges = Gauges()
+        self.heap = Heap()
 
     @property
     def rules(self) -> RuleSet:
@@ -282,6 +284,7 @@ class Processor:
         async with self.lock:
             held = await self._run(events)
         await self.inputs.commit(held)
+        self.heap.after_batch()
 
     async def _run(self, events: Sequence[Any]) -> dict[int, dict[str, int]]:
         by_partition: dict[int, list[Any]] = {}

@@ -18,6 +18,7 @@ from rules.errors import ConfigError, InvalidEventError, KpiwatchError
 from rules.load import RuleSet, load_default, load_paths
 from rules.schema import json_schema
 from sinks.console import alert_json, alert_text
+from streams.heap import Heap
 from streams.reference import Reference, load_reference
 from streams.settings import Settings
 
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     parser = _parser()
     args = parser.parse_args(argv)
+    Heap.set_up()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -17,6 +17,7 @@ from rules.errors import InvalidEventError
 from rules.evaluate import Evaluation
 from rules.load import RuleSet
 from streams.events import Event, RawRecord, pack
+from streams.heap import Heap
 from streams.pipeline import Message, Pipeline
 from streams.query import StateReader
 from streams.reference import Reference
@@ -113,8 +114,10 @@ def replay(
 
     sources: dict[tuple[str, str], str] = {}
     messages = (_message(group, sources) for group in pack(valid()))
+    heap = Heap()
     while batch := list(itertools.islice(messages, BATCH_MESSAGES)):
         alerts, rejected = engine.process(batch)
+        heap.after_batch()
         report.events += sum(len(m.events) for m in batch) - len(rejected)
         for exc in rejected:
             _reject(report, exc, on_reject)

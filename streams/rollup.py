@@ -168,6 +168,7 @@ class RollupPipeline(Judged):
         self.clock = clock
         self._started = clock()
         self._heard: dict[str, float] = {}
+        self._folded: dict[str, str] = {}  # per scope, the newest day folded by this process
 
     def process(self, messages: Iterable[dict[str, Any]]) -> RollupOutput:
         output = RollupOutput()
@@ -247,19 +248,23 @@ class RollupPipeline(Judged):
         return alerts
 
     def _tidy(self, hour: int, meta: dict[str, Any]) -> None:
-        """Sum the hours of days long complete; drop days past retention."""
+        """Sum the hours of days long complete; drop days past retention. Days folded before
+        are not looked at again (a late delta to one unfolds it until the next restart's
+        first tidy: it is still summed right, only kept in hours)."""
         at = datetime.fromtimestamp(hour, UTC)
         for target, entry in meta["scopes"].items():
             zone = ZoneInfo(entry[2])
             fold_before = (at - FOLD_AFTER).astimezone(zone).date().isoformat()
             keep_from = (at - RETENTION).astimezone(zone).date().isoformat()
-            for day in list(self.state.days(target)):
-                if day < keep_from:
-                    self.state.drop(target, day)
-                elif day < fold_before:
-                    self.state.fold(target, day)
-                else:
+            days = self.state.days(target)
+            while days and days[0] < keep_from:
+                self.state.drop(target, days[0])
+            folded = self._folded.get(target, "")
+            for day in days[bisect.bisect_right(days, folded) :]:
+                if day >= fold_before:
                     break
+                self.state.fold(target, day)
+                self._folded[target] = day
 
     def scopes(self) -> Iterator[Scope]:
         for target, entry in sorted(self.state.meta()["scopes"].items()):

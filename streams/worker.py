@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 
 import faust
@@ -20,6 +19,7 @@ from sinks.webhook import WebhookSink
 from streams.app import TABLES, build_app
 from streams.events import EVENTS_TOPIC, TOPICS
 from streams.fxfeed import FxFeed
+from streams.heap import Heap
 from streams.reference import load_reference
 from streams.reload import RuleReloader
 from streams.settings import Settings
@@ -27,16 +27,9 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
-# The state is held as plain JSON-shaped dicts and lists, which make no reference cycles, and
-# there are millions of them: Python's default cyclic collector scans them all every ~70,000
-# allocations, which made the worker a third slower by the end of a 200,000-event backlog
-# (bench/kafka_throughput.py). Collecting the young generation less often keeps that cost flat.
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
 def run_worker(settings: Settings, *, console: bool = True) -> int:
     """Run until stopped; returns the process exit code."""
-    gc.set_threshold(*GC_THRESHOLDS)
+    Heap.set_up()
     rules = load_paths(settings.rules) if settings.rules else load_default()
     sinks = build_sinks(settings, console=console)
     loop = asyncio.new_event_loop()
