@@ -38,6 +38,9 @@ Counters = dict[str, int]
 # (28d, month-to-date) and for baselines of several past weeks. Older events are late.
 RETENTION: Final = timedelta(days=63)
 RETENTION_US: Final = int(RETENTION.total_seconds()) * 1_000_000
+# Hourly counters serve windows of at most 24 hours and silence of at most 72: an hour value
+# older than this keeps only its entities (late statuses, restatements still find them).
+HOURLY_COUNTERS: Final = timedelta(hours=72)
 # Expired keys deleted per batch and partition: the rest waits for the next batch.
 EXPIRE_PER_BATCH: Final = 500
 # Day-bucket counters named SHAPE + local hour hold the orders placed in that hour (baselines).
@@ -322,6 +325,7 @@ class StoreState:
         # changes (late events, statuses of past orders): sums of past days stay valid until.
         self._newest_day: dict[str, str] = {}
         self.generations: dict[str, int] = {}
+        self._trimmed: dict[str, int] = {}  # per store, the newest hour whose counters are gone
 
     # -- keys
     def hour_key(self, store: str, hour: int) -> str:
@@ -389,6 +393,7 @@ class StoreState:
         """After a discarded batch or a recovery the indexes may not match the state."""
         self._index = None
         self._expiring.clear()
+        self._trimmed.clear()
         for store in self.generations:
             self.generations[store] += 1
 
@@ -417,7 +422,7 @@ class StoreState:
 
     def hour_counters(self, store: str, hour: int, suffix: str) -> Counters | None:
         value = self.store.get(self.hour_key(store, hour))
-        return None if value is None else value["c"].get(suffix)
+        return None if value is None else value.get("c", {}).get(suffix)
 
     def stock(self, store: str, sku: str) -> dict[str, list[int]] | None:
         value = self.store.get(self.stock_key(store))
@@ -523,7 +528,7 @@ class StoreState:
 
     def _settle(self, store: StoreRef, hour: int, parts: dict[str, Counters], sign: int) -> None:
         """Add (or take back) contributions in the hour and day buckets of `hour`."""
-        hourly = self.hour_value(store.key, hour)["c"]
+        hourly = self.hour_value(store.key, hour).get("c")  # None: trimmed, long past
         day = _iso(hour_day(hour, store.zone))
         newest = self._newest_day.get(store.key)
         if newest is None or day > newest:
@@ -532,7 +537,8 @@ class StoreState:
             self.generations[store.key] = self.generations.get(store.key, 0) + 1
         daily = self.day_value(store.key, day)
         for suffix, counters in parts.items():
-            _add_to(hourly, suffix, counters, sign)
+            if hourly is not None:
+                _add_to(hourly, suffix, counters, sign)
             _add_to(daily, suffix, counters, sign)
         whole = parts.get("")
         if whole is None:
@@ -565,7 +571,7 @@ class StoreState:
         index = self.index(store)
         zone = self.stores.by_key(store).zone
         cutoff = cutoff_us // 1_000_000
-        removed = 0
+        removed = self._trim_store(store, index, cutoff, budget)
         while index.hours and index.hours[0] + 3600 <= cutoff and removed < budget:
             hour = index.hours.pop(0)
             key = self.hour_key(store, hour)
@@ -580,6 +586,23 @@ class StoreState:
             self.generations[store] = self.generations.get(store, 0) + 1
             removed += 1
         return removed
+
+    def _trim_store(self, store: str, index: StoreIndex, cutoff: int, budget: int) -> int:
+        """Drop the hourly counters of hour values past HOURLY_COUNTERS (at most `budget`)."""
+        until = cutoff + int((RETENTION - HOURLY_COUNTERS).total_seconds())
+        start = bisect.bisect_right(index.hours, self._trimmed.get(store, 0))
+        trimmed = 0
+        for hour in index.hours[start:]:
+            if hour + 3600 > until or trimmed >= budget:
+                break
+            key = self.hour_key(store, hour)
+            value = self.store.get(key)
+            if value is not None and "c" in value:
+                del value["c"]
+                self.store.put(key, value)
+                trimmed += 1
+            self._trimmed[store] = hour
+        return trimmed
 
 
 def _difference(new: dict[str, Counters], old: dict[str, Counters]) -> dict[str, Counters]:

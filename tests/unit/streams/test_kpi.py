@@ -17,7 +17,7 @@ from streams.events import AdSpendEvent, Event, InventoryEvent, OrderEvent
 from streams.kpi import LateEventError
 from streams.query import kpi_rows
 from streams.reference import Reference, load_reference
-from streams.state import key_parts
+from streams.state import decode_value, key_parts
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 10:00 JST on the 23rd, 17:00 PST on the 22nd
 
@@ -347,6 +347,31 @@ def test_the_pipeline_tells_its_observer_every_judged_value() -> None:
     engine.observe(lambda evaluation: seen.append((evaluation.rule.name, evaluation.value)))
     engine.process_events([stock("i1", "fba", 3, T0)])
     assert seen == [("stockout", Decimal(3))]
+
+
+def test_hour_buckets_keep_their_counters_72_hours_and_their_orders_longer() -> None:
+    engine = run(
+        [
+            us_order("e1", "o1", "10.00"),
+            us_order("e2", "o2", "1.00", occurred_at=T0 + timedelta(days=4)),
+        ]
+    )
+    hours = {
+        int(key_parts(k)[3]): decode_value(v)
+        for k, v in engine.state.stores.items()
+        if key_parts(k)[1] == "h"
+    }
+    old, new = sorted(hours)
+    assert "c" not in hours[old]  # only its order is kept
+    assert "o1" in hours[old]["o"]
+    assert "c" in hours[new]
+    # A late cancellation still finds the order and takes it out of its day.
+    engine.process_events(
+        [us_order("e3", "o1", "10.00", status="cancelled", occurred_at=T0 + timedelta(days=4))]
+    )
+    view = reader(engine.state, engine.reference)
+    day = kpi_rows(view, "store", "1d", T0 + timedelta(hours=2))[0]["values"]
+    assert (day["orders"], day["cancel_rate"]) == ("0", "1.000000")
 
 
 # Versions arriving out of order -------------------------------------------------------------
