@@ -35,7 +35,7 @@ from rules.evaluate import Evaluation
 from rules.load import RuleSet
 from sinks.base import Sink
 from sinks.load import SinksSetup
-from streams import metrics
+from streams import faststore, metrics
 from streams.durable import mark_sent, recover, write_batch
 from streams.events import EVENTS_TOPIC, TOPICS, EventKind, decode_message
 from streams.heap import Heap
@@ -587,7 +587,8 @@ def build_app(
     app = faust.App(
         settings.topic(settings.app_id),
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
+        # Faust's memory store, reading its changelogs itself when assigned (fast recovery).
+        store=f"{faststore.SCHEME}://",
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.partitions,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import logging
+import signal
 
 import faust
 import httpx
@@ -73,8 +76,20 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
         app.task(RuleReloader(settings.rules, app.kpiwatch_processors).watch)
     log.info("worker %s: %d rule(s), sinks %s", app.conf.id, len(rules), [s.name for s in sinks])
     worker = faust.Worker(app, loop=loop, loglevel="INFO", redirect_stdouts=False)
+    with contextlib.suppress(NotImplementedError, AttributeError):
+        loop.add_signal_handler(signal.SIGUSR1, log_tasks)
     worker.execute_from_commandline()
     return 0
+
+
+def log_tasks() -> None:
+    """`kill -USR1 <pid>`: log where every task of the worker waits (a stuck worker's why)."""
+    tasks = asyncio.all_tasks()
+    log.warning("SIGUSR1: %d task(s)", len(tasks))
+    for task in tasks:
+        stream = io.StringIO()
+        task.print_stack(limit=12, file=stream)
+        log.warning("%s\n%s", task.get_name(), stream.getvalue())
 
 
 def build_sinks(settings: Settings, *, console: bool = True) -> list[Sink]:

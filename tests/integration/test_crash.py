@@ -33,6 +33,7 @@ from integration.support import REPO, Services, WorkerProcess, alert_identity, r
 from connectors.kafka import EventProducer, ensure_topics
 from connectors.simulator import simulate
 from rules.load import load_paths
+from streams import faststore
 from streams.embedded import reader
 from streams.embedded import replay as run_replay
 from streams.events import EVENTS_TOPIC, TOPICS, RawRecord, decode, encode, pack
@@ -231,7 +232,7 @@ async def kill_in_recovery(worker: WorkerProcess) -> str:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         text = worker.log.read_text(errors="replace")
-        if "Restoring state from changelog" in text or "Ready" in text:
+        if faststore.LOADING in text or "Ready" in text:
             worker.kill()
             return "recovery" if "Ready" not in text else "start (recovery was over)"
         await asyncio.sleep(0.01)
