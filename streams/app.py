@@ -19,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -159,13 +160,19 @@ class Inputs:
     topics are declared without acks (Faust neither tracks nor commits them; its stream acks
     messages it skips at a rebalance, which would otherwise commit past data no batch held),
     and after each durable batch the offsets its marker holds are committed. A partition that
-    starts past them (offsets committed by something else) is sought back to them."""
+    starts past them (offsets committed by something else, or messages Faust fetched and
+    dropped at a rebalance) is sought back to them; one the state holds nothing of yet is read
+    from the topic's first offset (a fresh group has no committed offset for Faust to seek
+    back to, so messages it drops while it recovers would otherwise go unseen)."""
 
     GAP_WAIT: Final = 10.0  # how long a gap may stay before it is taken as real (retention)
+    RESEEK: Final = 0.5  # seconds between seeks while a gap stays (see _gap)
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self._seeking: dict[tuple[str, int], tuple[int, float]] = {}
+        # (topic, partition) -> (offset sought, when the gap is taken as real, last seek)
+        self._seeking: dict[tuple[str, int], tuple[int, float, float]] = {}
+        self._first: dict[tuple[str, int], int] = {}
 
     def owned(self) -> set[tuple[str, int]]:
         """The partitions this worker holds now: only they are processed (a batch can
@@ -182,24 +189,35 @@ class Inputs:
         for event in events:
             topic, offset = event.message.topic, event.message.offset
             want = expected.get(topic)
-            if want is not None and offset < want:
+            if want is None:
+                want = expected[topic] = await self._first_offset(topic, partition)
+            if offset < want:
                 skipped += 1
                 continue
-            if (
-                want is not None
-                and offset > want
-                and not await self._gap(topic, partition, want, offset)
-            ):
+            if offset > want and not await self._gap(topic, partition, want, offset):
                 continue
             self._seeking.pop((topic, partition), None)
             expected[topic] = offset + 1
             kept.append(event)
         return kept, skipped
 
+    async def _first_offset(self, topic: str, partition: int) -> int:
+        """The first offset the topic holds now: where a partition the state holds nothing of
+        starts (asked once per partition; after its first batch the state holds a position)."""
+        key = (topic, partition)
+        if key not in self._first:
+            tp = TP(topic, partition)
+            earliest = await self.app.consumer.earliest_offsets(tp)
+            self._first[key] = int(earliest.get(tp) or 0)
+        return self._first[key]
+
     async def _gap(self, topic: str, partition: int, want: int, offset: int) -> bool:
         """True when a gap is to be accepted (the messages are gone), False to drop the message
-        while the consumer reads again from where the state is."""
+        while the consumer reads again from where the state is. The seek is repeated while
+        messages past the gap keep coming: Faust's drain loop raises its read offset again for
+        messages fetched before the seek, and then drops the re-read ones below it."""
         key = (topic, partition)
+        now = time.monotonic()
         seeking = self._seeking.get(key)
         if seeking is None or seeking[0] != want:
             log.warning(
@@ -209,10 +227,12 @@ class Inputs:
                 offset,
                 want,
             )
-            await self.app.consumer.seek(TP(topic, partition), want)
-            self._seeking[key] = (want, time.monotonic() + self.GAP_WAIT)
-            return False
-        if time.monotonic() < seeking[1]:
+            seeking = (want, now + self.GAP_WAIT, -math.inf)
+        if now < seeking[1]:
+            if now - seeking[2] >= self.RESEEK:
+                await self.app.consumer.seek(TP(topic, partition), want)
+                seeking = (want, seeking[1], now)
+            self._seeking[key] = seeking
             return False
         log.error(
             "%s/%d: offsets %d..%d are gone from the topic (retention?); going on",
@@ -221,6 +241,7 @@ class Inputs:
             want,
             offset - 1,
         )
+        self._first.pop(key, None)
         return True
 
     async def commit(self, positions: dict[int, dict[str, int]]) -> None:
