@@ -114,13 +114,7 @@ def main() -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--broker", default=os.environ.get("KPIWATCH_KAFKA_BOOTSTRAP"))
-    parser.add_argument(
-        "--prefix",
-        default=f"bench-{uuid.uuid4().hex[:8]}-",
-        help="topic prefix of this run (default: bench-<random>-, fresh topics every run)",
-    )
-    parser.add_argument("--partitions", type=int, default=4)
+    add_run_options(parser)
     parser.add_argument("--stores", type=int, default=100)
     parser.add_argument("--skus", type=int, default=10, help="SKUs per store")
     parser.add_argument("--seed", type=int, default=7)
@@ -133,6 +127,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stall", type=float, default=300.0, help="give up when a count stays still this long (s)"
     )
+    add_worker_options(parser)
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser, run: str | None = None) -> None:
+    """The broker and fresh topics of a run: options every Kafka benchmark here shares."""
+    run = run or uuid.uuid4().hex[:8]
+    parser.add_argument("--broker", default=os.environ.get("KPIWATCH_KAFKA_BOOTSTRAP"))
+    parser.add_argument(
+        "--prefix",
+        default=f"bench-{run}-",
+        help="topic prefix of this run (default: bench-<random>-, fresh topics every run)",
+    )
+    parser.add_argument("--partitions", type=int, default=4)
+
+
+def add_worker_options(parser: argparse.ArgumentParser) -> None:
+    """Which tree a benchmark's worker runs from, and what is kept after the run."""
     parser.add_argument(
         "--source",
         type=Path,
@@ -141,7 +153,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the topics")
     parser.add_argument("--log-dir", type=Path, help="where process logs go (default: temp)")
-    return parser
 
 
 # ---------------------------------------------------------------- load
@@ -197,19 +208,9 @@ async def _load(args: argparse.Namespace) -> None:
 
 
 async def _ceiling(args: argparse.Namespace, topic: str) -> Measured:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=args.broker,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
-    await consumer.start()
+    partitions = [TopicPartition(topic, number) for number in range(args.partitions)]
+    consumer = await reader(args.broker, partitions)
     try:
-        partitions = [TopicPartition(topic, number) for number in range(args.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
         count, began, last = 0, 0.0, 0.0
         samples: list[tuple[float, int]] = []
         while count < args.events:
@@ -228,6 +229,23 @@ async def _ceiling(args: argparse.Namespace, topic: str) -> Measured:
         return Measured(count, time.perf_counter() - began, samples=samples)
     finally:
         await consumer.stop()
+
+
+async def reader(broker: str, partitions: list[TopicPartition]) -> AIOKafkaConsumer:
+    """A started plain aiokafka consumer (no group, large fetches) assigned `partitions` from
+    their beginning: the simplest program that reads them, the reference a ratio is taken to."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    return consumer
 
 
 # ---------------------------------------------------------------- minimal faust, worker

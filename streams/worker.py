@@ -7,6 +7,7 @@ import contextlib
 import io
 import logging
 import signal
+from typing import Final
 
 import faust
 import httpx
@@ -29,6 +30,17 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The topics a worker creates (before KPIWATCH_TOPIC_PREFIX), besides its tables' changelogs.
+WORKER_TOPICS: Final = (
+    EVENTS_TOPIC,
+    *TOPICS.values(),
+    "alerts",
+    "alerts-dead-letter",
+    "dead-letter",
+    "rollups",
+    "fx-rates",
+)
+
 
 def run_worker(settings: Settings, *, console: bool = True) -> int:
     """Run until stopped; returns the process exit code."""
@@ -37,18 +49,7 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
     sinks = build_sinks(settings, console=console)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    names = [
-        settings.topic(n)
-        for n in (
-            EVENTS_TOPIC,
-            *TOPICS.values(),
-            "alerts",
-            "alerts-dead-letter",
-            "dead-letter",
-            "rollups",
-            "fx-rates",
-        )
-    ]
+    names = [settings.topic(name) for name in WORKER_TOPICS]
     loop.run_until_complete(ensure_topics(settings.kafka_bootstrap, names, settings.partitions))
     # Faust would create its changelogs itself, but checks their partition count before the
     # broker's metadata has caught up and then crashes the agent; made here, they are ready.
