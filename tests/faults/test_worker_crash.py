@@ -39,7 +39,7 @@ from streams.embedded import replay as run_replay
 from streams.events import EVENTS_TOPIC, TOPICS, RawRecord, decode, encode, pack
 from streams.query import kpi_rows
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 START = datetime(2026, 11, 14, tzinfo=UTC)  # two weeks, Thanksgiving (a mute calendar) in it
 LIBRARY = REPO / "rules" / "library"

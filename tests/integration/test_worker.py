@@ -237,7 +237,7 @@ async def test_the_worker_gives_replays_alert_records_over_the_whole_rule_librar
     """Parity: two weeks of 12 stores (stockouts, ACoS spikes, silent feeds, sales cliffs, a
     mute calendar) through every file of rules/library/: thresholds, for/clear/repeat,
     baselines, no-data and cross-store rollups give the same records in both runtimes."""
-    from integration.test_crash import LIBRARY, events_file
+    from faults.test_worker_crash import LIBRARY, events_file
 
     lines = events_file(tmp_path / "events.jsonl")
     command = ["replay", str(tmp_path / "events.jsonl"), "--rules", str(LIBRARY)]
