@@ -12,6 +12,7 @@
 # deploy/.cache/kafka-libs. Ports: KPIWATCH_KAFKA_PORT (19092),
 # KPIWATCH_KAFKA_CONTROLLER_PORT (19093), KPIWATCH_REDIS_PORT (16379),
 # KPIWATCH_ALERTMANAGER_PORT (19094), KPIWATCH_PROMETHEUS_PORT (19090).
+# Kafka starts empty each time unless KPIWATCH_KAFKA_KEEP_DATA=1.
 # Typical use:  deploy/services.sh start && eval "$(deploy/services.sh env)"
 set -euo pipefail
 
@@ -250,9 +251,15 @@ EOF
 
 # A dev/test broker starts empty every time: wipe, then format with a new id.
 # Output goes to the (fresh) broker log, where a failure can be read.
+# KPIWATCH_KAFKA_KEEP_DATA=1 keeps formatted storage (a broker restart that keeps
+# its topics, as the fault suite's broker-restart test needs).
 format_kafka_storage() {
   local id logfile
   logfile=$(log_file kafka)
+  if [[ ${KPIWATCH_KAFKA_KEEP_DATA:-} == 1 && -f $RUN_DIR/kafka-data/meta.properties ]]; then
+    : >"$logfile"
+    return 0
+  fi
   rm -rf "$RUN_DIR/kafka-data"
   : >"$logfile"
   if ! id=$(kafka_tool kafka.tools.StorageTool random-uuid 2>>"$logfile") ||

@@ -707,6 +707,12 @@ def build_app(
     app.on_partitions_revoked.connect(on_revoked)
     app.on_before_shutdown.connect(on_shutdown)
     app.task(start_producer)
+    broker = metrics.BrokerWatch(metrics.REGISTRY, settings.kafka_bootstrap)
+
+    async def watch_broker() -> None:
+        await broker.watch()
+
+    app.task(watch_broker)
 
     @app.agent(source, name="process-events")
     async def process_events(stream: Any) -> None:

@@ -37,6 +37,7 @@ from rules.errors import ConfigError, InvalidEventError, Problem, ServiceError
 from rules.yamlfile import line_of, parse_yaml, plain, problems_of
 from sinks.config import unresolved
 from streams.events import EVENTS_TOPIC, Event
+from streams.metrics import BrokerWatch
 from streams.settings import Settings
 from streams.sources import SOURCES, Built, Context, Section, SourceKind
 
@@ -230,8 +231,11 @@ async def connect(name: str, config: Path, settings: Settings, options: Options)
     names = [settings.topic(t) for t in (EVENTS_TOPIC, DEAD_LETTER)]
     await ensure_topics(settings.kafka_bootstrap, names, settings.partitions)
     metrics = ConnectorMetrics()
+    watching: asyncio.Task[None] | None = None
     if options.metrics_port and not options.once:
         start_http_server(options.metrics_port, options.metrics_host, registry=metrics.registry)
+        broker = BrokerWatch(metrics.registry, settings.kafka_bootstrap)
+        watching = asyncio.create_task(broker.watch())
     checkpoints = RedisCheckpoints.from_url(settings.redis_url)
     try:
         async with (
@@ -247,6 +251,8 @@ async def connect(name: str, config: Path, settings: Settings, options: Options)
                 return await _once(built, context, metrics)
             return await _forever(built, section, context, metrics, options)
     finally:
+        if watching is not None:
+            watching.cancel()
         await checkpoints.close()
 
 

@@ -8,6 +8,9 @@ could otherwise create millions of series and take Prometheus down with it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -19,6 +22,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from rules.alerts import Alert
+
+log = logging.getLogger(__name__)
 
 REGISTRY: Final = CollectorRegistry()
 SCOPE_LABELS: Final = ("platform", "marketplace", "store", "sku", "campaign", "team")
@@ -216,6 +221,55 @@ async def update_lag(consumer: Any) -> None:
         if position is not None and tp in ends:
             lag = max(0, ends[tp] - position)
             CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+
+
+class BrokerWatch:
+    """Whether the Kafka broker answers, probed every `every` seconds by opening a TCP
+    connection to a bootstrap server: `kpiwatch_kafka_up` (1/0) and the seconds it has been
+    unreachable, so an outage shows on a dashboard even between two scrapes."""
+
+    def __init__(self, registry: CollectorRegistry, bootstrap: str) -> None:
+        self.bootstrap = [server.strip() for server in bootstrap.split(",") if server.strip()]
+        self.up = Gauge(
+            "kpiwatch_kafka_up",
+            "1 when a Kafka bootstrap server accepted a connection at the last probe, else 0.",
+            registry=registry,
+        )
+        self.down = Counter(
+            "kpiwatch_kafka_unreachable_seconds",
+            "Seconds no Kafka bootstrap server accepted a connection (probe interval counted).",
+            registry=registry,
+        )
+        self.up.set(1)
+
+    async def probe(self, timeout: float = 2.0) -> bool:
+        for server in self.bootstrap:
+            host, _, port = server.rpartition(":")
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host.strip("[]") or "127.0.0.1", int(port)), timeout
+                )
+            except (OSError, TimeoutError, ValueError):
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return True
+        return False
+
+    async def watch(self, every: float = 5.0) -> None:
+        was_up = True
+        while True:
+            up = await self.probe()
+            self.up.set(1 if up else 0)
+            if not up:
+                self.down.inc(every)
+            if up != was_up:
+                (log.warning if not up else log.info)(
+                    "Kafka %s %s", ",".join(self.bootstrap), "is back" if up else "unreachable"
+                )
+                was_up = up
+            await asyncio.sleep(every)
 
 
 def progress() -> dict[str, float]:

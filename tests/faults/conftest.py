@@ -29,9 +29,10 @@ class OwnServices:
         }
         self.started: set[str] = set()
 
-    def run(self, *args: str) -> str:
-        saved = {key: os.environ.get(key) for key in self.env}
-        os.environ.update(self.env)
+    def run(self, *args: str, **extra: str) -> str:
+        env = {**self.env, **extra}
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
         try:
             return services_sh(*args)
         finally:
@@ -41,8 +42,10 @@ class OwnServices:
                 else:
                     os.environ[key] = value
 
-    def start(self, name: str) -> None:
-        self.run("start", name)
+    def start(self, name: str, *, keep_data: bool = False) -> None:
+        """Start `name`; `keep_data` restarts Kafka on the topics it had (deploy/services.sh
+        runs Redis without persistence: a restarted one is empty)."""
+        self.run("start", name, KPIWATCH_KAFKA_KEEP_DATA="1" if keep_data else "")
         self.started.add(name)
 
     def stop(self, name: str) -> None:
