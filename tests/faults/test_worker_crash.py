@@ -335,4 +335,9 @@ async def test_kill_9_at_five_points_loses_nothing_and_counts_nothing_twice(
     for key in repeats:
         first = min(t for t, alert in receiver.got if alert["key"] == key)
         assert any(0 <= at - first <= UNNOTED for at, _ in kills), (key, kills)
+    print(
+        f"\n{len(kills)} kill -9s ({', '.join(hit for _, hit in kills)}); {len(lines):,} events; "
+        f"{len(expected)} transitions on the alerts topic ({len(alerts)} records); "
+        f"{len(audible)} delivered to the webhook, {len(repeats)} repeated"
+    )
     worker.stop()
