@@ -4,6 +4,7 @@ of loading rule files and sink files (ruamel's round-trip loader keeps each key'
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -12,6 +13,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.reader import ReaderError
 
 from rules.errors import ConfigError, Problem
 
@@ -42,15 +44,51 @@ def parse_yaml(text: str, source: str, top_key: str = "rules") -> Any:
     try:
         document = loader.load(text)
     except MarkedYAMLError as exc:
-        # Where the broken construct started (an unclosed quote) beats where the parser gave up
-        # (often the end of the file).
-        mark = exc.context_mark or exc.problem_mark
-        line = mark.line + 1 if mark is not None else None
-        what = f"{exc.context}, {exc.problem}" if exc.context else str(exc.problem)
-        raise ConfigError([Problem(source, line, f"not valid YAML: {what}")]) from exc
+        raise ConfigError([_syntax_problem(exc, source)]) from exc
+    except ReaderError as exc:
+        # A character YAML does not allow (NUL, an escape); the reader knows only its offset.
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        problem = f"not valid YAML: the character {code:#06x} is not allowed in a YAML file"
+        raise ConfigError([Problem(source, line, problem)]) from exc
     if document is None:
         raise ConfigError([Problem(source, None, f"the file is empty; expected '{top_key}:'")])
     return document
+
+
+def _syntax_problem(exc: MarkedYAMLError, source: str) -> Problem:
+    """The line at fault (a bad indent on line 6), not where its enclosing block began; but
+    where the parser only gave up at the end of the file (an unclosed quote), the line where
+    the broken construct started."""
+    problem, context = exc.problem_mark, exc.context_mark
+    at_end = problem is None or "end of stream" in str(exc.problem)
+    mark = context if at_end and context is not None else problem
+    line = mark.line + 1 if mark is not None else None
+    if not exc.context:
+        return Problem(source, line, f"not valid YAML: {exc.problem}")
+    if mark is context or context is None:
+        return Problem(source, line, f"not valid YAML: {exc.context}, {exc.problem}")
+    # The parser's context ("while parsing a block mapping") points at the block's start.
+    block = exc.context.removeprefix("while parsing ").removeprefix("a ")
+    what = f"{exc.problem} (in the {block} that starts on line {context.line + 1})"
+    if "<block end>" in str(exc.problem):
+        what += "; check this line's indentation"
+    return Problem(source, line, f"not valid YAML: {what}")
+
+
+def read_text(path: Path) -> str:
+    """A configuration file's text; what keeps it from being read (a missing file, bytes that
+    are not UTF-8, with the line of the first) as a ConfigError."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), None, f"cannot read: {exc.strerror}")]) from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        message = f"not UTF-8 text (byte {data[exc.start]:#04x}); save the file as UTF-8"
+        raise ConfigError([Problem(str(path), line, message)]) from exc
 
 
 def plain(node: Any) -> Any:
@@ -70,7 +108,11 @@ def line_of(document: Any, loc: Sequence[int | str]) -> int | None:
             line = node.lc.key(part)[0] + 1
             node = node[part]
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            line = node.lc.item(part)[0] + 1
+            # A tagged sequence (`!!python/tuple [a, b]`) keeps no position per item.
+            position = node.lc.item(part)
+            if position is None:
+                break
+            line = position[0] + 1
             node = node[part]
         else:
             break

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -131,7 +131,9 @@ def _seconds(value: Any) -> Any:
     return value
 
 
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+# A year: a longer wait, interval or window is a typo (and would hold alerts back for good).
+MAX_SECONDS: Final = 366 * 86400.0
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0, le=MAX_SECONDS)]
 
 
 class RateLimit(BaseModel):
@@ -320,6 +322,9 @@ class Delivery(BaseModel):
     base_delay: Seconds = 0.5
     max_delay: Seconds = 30.0
     dedupe_window: Annotated[Seconds, Field(gt=0)] = 86400.0
+    # One HTTP request's budget (connecting takes at most 5 s of it): a receiver slower than
+    # this counts as failed, and the request is retried.
+    timeout: Annotated[Seconds, Field(gt=0)] = 10.0
 
 
 class SinksFile(BaseModel):

@@ -25,13 +25,15 @@ from sinks.config import Delivery, RateLimit
 from sinks.deliver import attempt_delivery
 from sinks.group import Batch, Grouper
 from sinks.ledger import Ledger, MemoryLedger
-from sinks.ratelimit import Limiter, MemoryLimiter
+from sinks.ratelimit import Limiter, MemoryLimiter, OwnSends
 from sinks.render import Language
 from sinks.route import Route, route_labels, routes_for
 
 log = logging.getLogger(__name__)
 
 DeadLetter = Callable[[str, Sequence[Alert], str], Awaitable[None]]
+# Sent alerts a lane keeps in memory while Redis cannot record them (the oldest go first).
+MAX_UNRECORDED = 100_000
 Variant = Callable[[str, Language], Sink | None]
 
 
@@ -47,6 +49,8 @@ class Observer(Protocol):
     def dead_lettered(self, lane: str, alerts: int) -> None: ...
     def deduplicated(self, lane: str, alerts: int) -> None: ...
     def muted(self, alert: Alert) -> None: ...
+    def retried(self, lane: str, alerts: int) -> None: ...
+    def rate_limited(self, lane: str, seconds: float) -> None: ...
 
 
 class NullObserver:
@@ -60,6 +64,12 @@ class NullObserver:
         pass
 
     def muted(self, alert: Alert) -> None:
+        pass
+
+    def retried(self, lane: str, alerts: int) -> None:
+        pass
+
+    def rate_limited(self, lane: str, seconds: float) -> None:
         pass
 
 
@@ -93,6 +103,7 @@ class Stages:
     delivery: Delivery
     ledger: Ledger = field(default_factory=MemoryLedger)
     limiter: Limiter = field(default_factory=MemoryLimiter)
+    own_sends: OwnSends = field(default_factory=OwnSends)
     dead_letter: DeadLetter = _log_dead_letter
     observer: Observer = field(default_factory=NullObserver)
     max_batch: int = 50
@@ -108,6 +119,9 @@ class Lane:
         self.stages = stages
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self._have_slot = False
+        # Sent while the ledger (Redis) was unreachable: written to it once it answers again,
+        # and until then this lane's own memory of what it sent.
+        self._unrecorded: dict[str, Alert] = {}
 
     async def run(self) -> None:
         while True:
@@ -127,16 +141,26 @@ class Lane:
             await self._slot()
 
     async def _slot(self) -> None:
+        name = self.sink.name
         while self.limit is not None:
-            try:
-                wait = await self.stages.limiter.try_acquire(self.sink.name, self.limit)
-            except RedisError as exc:
-                # Without the shared window, sending beats holding every alert back.
-                log.warning("rate limit of %s unknown (%s); sending", self.name, exc)
-                return
+            wait = self.stages.own_sends.wait(name, self.limit)
             if wait <= 0:
+                wait = await self._shared_slot()
+            if wait <= 0:
+                self.stages.own_sends.note(name)
                 return
+            self.stages.observer.rate_limited(self.name, wait)
             await asyncio.sleep(wait)
+
+    async def _shared_slot(self) -> float:
+        if self.limit is None:
+            return 0.0
+        try:
+            return await self.stages.limiter.try_acquire(self.sink.name, self.limit)
+        except RedisError as exc:
+            # Without the shared window, this worker's own count is what holds the limit.
+            log.warning("rate limit of %s unknown (%s); counting this worker's own", self.name, exc)
+            return 0.0
 
     def _drain(self, count: int) -> list[Job]:
         jobs = []
@@ -158,17 +182,27 @@ class Lane:
 
     async def _unsent(self, alerts: Sequence[Alert]) -> list[Alert]:
         try:
+            await self._write_unrecorded()
             keys = set(await self.stages.ledger.unsent(self.name, [a.key for a in alerts]))
         except RedisError as exc:
             # At least once: a possible duplicate beats a possible loss.
             log.warning("dedupe ledger unavailable for %s (%s)", self.name, exc)
-            return list(alerts)
+            return [a for a in alerts if a.key not in self._unrecorded]
         return [a for a in alerts if a.key in keys]
 
     async def _deliver(self, alerts: Sequence[Alert]) -> bool:
         """Send or dead-letter; False only when neither worked (the alerts stay unacked)."""
         policy = self.stages.delivery
         started = time.monotonic()
+        tries = 0
+
+        async def before_attempt() -> None:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                self.stages.observer.retried(self.name, len(alerts))
+            await self._slot_per_attempt()
+
         try:
             failure = await attempt_delivery(
                 self.sink,
@@ -176,7 +210,7 @@ class Lane:
                 attempts=policy.attempts,
                 base_delay=policy.base_delay,
                 max_delay=policy.max_delay,
-                before_attempt=self._slot_per_attempt,
+                before_attempt=before_attempt,
             )
             reason = None if failure is None else str(failure)
         except Exception as exc:  # a bug in one sink must not stop its lane
@@ -189,11 +223,24 @@ class Lane:
         return await self._dead_letter(alerts, reason)
 
     async def _record(self, alerts: Sequence[Alert]) -> None:
-        keys = [a.key for a in alerts]
+        self._unrecorded.update((a.key, a) for a in alerts)
         try:
-            await self.stages.ledger.record(self.name, keys, self.stages.delivery.dedupe_window)
+            await self._write_unrecorded()
         except RedisError as exc:
-            log.warning("could not record %d sent alert(s) for %s: %s", len(keys), self.name, exc)
+            log.warning(
+                "could not record %d sent alert(s) for %s yet: %s",
+                len(self._unrecorded),
+                self.name,
+                exc,
+            )
+            for key in list(self._unrecorded)[: max(0, len(self._unrecorded) - MAX_UNRECORDED)]:
+                del self._unrecorded[key]
+
+    async def _write_unrecorded(self) -> None:
+        if self._unrecorded:
+            alerts = list(self._unrecorded.values())
+            await self.stages.ledger.record(self.name, alerts, self.stages.delivery.dedupe_window)
+            self._unrecorded.clear()
 
     async def _dead_letter(self, alerts: Sequence[Alert], reason: str) -> bool:
         try:

@@ -17,6 +17,11 @@ from sinks.base import SinkError
 JSON_HEADERS: dict[str, str] = {"content-type": "application/json"}
 
 
+def new_client(timeout: float = 10.0) -> httpx.AsyncClient:
+    """The one client HTTP sinks share, with explicit timeouts (`delivery.timeout`)."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)))
+
+
 def json_bytes(payload: object) -> bytes:
     """The exact bytes sent (and signed): UTF-8 JSON, Chinese text left readable."""
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rules.errors import ConfigError, Problem
-from rules.yamlfile import line_of, parse_yaml, plain, problems_of
+from rules.yamlfile import line_of, parse_yaml, plain, problems_of, read_text
 from sinks.config import CONFIG_MODELS, Delivery, RouteConfig, SinkBase, SinksFile, unresolved
 from sinks.registry import SINK_TYPES
 from sinks.route import Route, compile_route
@@ -38,11 +38,7 @@ def load_text(text: str, source: str, environ: Mapping[str, str] | None = None) 
 
 
 def load_setup_path(path: Path, environ: Mapping[str, str] | None = None) -> SinksSetup:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([Problem(str(path), None, f"cannot read: {exc.strerror}")]) from exc
-    return load_setup_text(text, str(path), environ)
+    return load_setup_text(read_text(path), str(path), environ)
 
 
 def load_setup_text(text: str, source: str, environ: Mapping[str, str] | None = None) -> SinksSetup:

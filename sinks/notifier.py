@@ -6,12 +6,13 @@ without it (a newcomer's laptop, the embedded runtime) they hold within this pro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Sequence
+from typing import Final, get_args
 
 import httpx
 from redis.asyncio import Redis
 
+from sinks import http
 from sinks.base import Sink
 from sinks.config import Delivery, RateLimit
 from sinks.dispatch import DeadLetter, Dispatcher, Observer, Stages
@@ -84,7 +85,27 @@ def _limits(setup: SinksSetup | None) -> dict[str, RateLimit]:
 
 
 def _variants(setup: SinksSetup, client: httpx.AsyncClient | None) -> _Variants:
-    return _Variants(setup, client or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)))
+    return _Variants(setup, client or http.new_client(setup.delivery.timeout))
+
+
+def lane_sink(
+    sinks: Sequence[Sink], setup: SinksSetup | None, client: httpx.AsyncClient | None = None
+) -> Callable[[str], Sink | None]:
+    """The sink behind a lane's name, `sink` or `sink/language` (as dead-letter records name
+    it), or None when there is no such sink."""
+    by_name = {sink.name: sink for sink in sinks}
+    variant = _variants(setup, client) if setup is not None else None
+
+    def find(lane: str) -> Sink | None:
+        name, _, language = lane.partition("/")
+        sink = by_name.get(name)
+        if sink is None or variant is None:
+            return sink
+        # As the dispatcher names and builds lanes: a sink without a language is itself.
+        known = [choice for choice in get_args(Language) if choice == language]
+        return variant(name, known[0]) or sink if known else sink
+
+    return find
 
 
 class _Variants:

@@ -72,3 +72,24 @@ class MemoryLimiter:
             sent.append(now)
             return 0.0
         return max(0.001, sent[0] + window - now)
+
+
+class OwnSends:
+    """This process's own sends per sink, in the same sliding window. Checked before the shared
+    window: when Redis is unreachable or has lost its window, each worker still keeps the limit
+    on what it sends itself (N workers may then send up to N times the limit)."""
+
+    def __init__(self) -> None:
+        self._sent: dict[str, deque[float]] = {}
+
+    def wait(self, sink: str, limit: RateLimit) -> float:
+        """0.0 when this process may send now, else the seconds until it may."""
+        now = time.monotonic()
+        sent = self._sent.setdefault(sink, deque())
+        window = limit.per + margin(limit)
+        while sent and sent[0] <= now - window:
+            sent.popleft()
+        return 0.0 if len(sent) < limit.messages else max(0.001, sent[0] + window - now)
+
+    def note(self, sink: str) -> None:
+        self._sent.setdefault(sink, deque()).append(time.monotonic())

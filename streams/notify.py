@@ -19,6 +19,9 @@ from typing import Any
 import faust
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from rules.alerts import Alert
 from sinks.base import Sink
@@ -44,7 +47,7 @@ def install_notifier(
     dead_topic = app.topic(
         settings.topic("alerts-dead-letter"), value_serializer="raw", key_serializer="raw"
     )
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = shared_redis(settings.redis_url) if settings.redis_url else None
     dispatcher, silences = build_dispatcher(
         sinks,
         setup,
@@ -71,6 +74,13 @@ def install_notifier(
     app.agent(alerts_topic, name="notify")(notify)
     app.timer(interval=LAG_INTERVAL_S)(consumer_lag)
     app.page("/silences")(silences_view(silences))
+
+
+def shared_redis(url: str) -> Redis:
+    """The client for dedupe keys, rate limits and silences. After a Redis restart, the first
+    command on each pooled connection fails ("closed by server"): it is tried once more, at once,
+    on a new connection. A Redis that is down still fails fast, and the notifier goes on."""
+    return Redis.from_url(url, retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError])
 
 
 def _no_wait_for(consumer: Any, message: Any) -> None:

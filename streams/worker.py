@@ -10,13 +10,13 @@ import signal
 from typing import Final
 
 import faust
-import httpx
 
 from connectors.kafka import ensure_topics
 from rules.load import load_default, load_paths
+from sinks import http
 from sinks.base import Sink
+from sinks.config import Delivery
 from sinks.console import ConsoleSink
-from sinks.load import load_path as load_sinks
 from sinks.load import load_setup_path
 from sinks.registry import build
 from sinks.webhook import WebhookSink
@@ -96,10 +96,11 @@ def log_tasks() -> None:
 def build_sinks(settings: Settings, *, console: bool = True) -> list[Sink]:
     """The sinks of KPIWATCH_SINKS_FILE (every problem reported at once), plus the console and
     the KPIWATCH_WEBHOOK_URL shortcut; one HTTP client with explicit timeouts serves them all."""
-    client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    setup = load_setup_path(settings.sinks_file) if settings.sinks_file is not None else None
+    client = http.new_client(setup.delivery.timeout if setup is not None else Delivery().timeout)
     sinks: list[Sink] = [ConsoleSink()] if console else []
-    if settings.sinks_file is not None:
-        sinks.extend(build(config, client) for config in load_sinks(settings.sinks_file))
+    if setup is not None:
+        sinks.extend(build(config, client) for config in setup.sinks)
     if settings.webhook_url is not None:
         sinks.append(WebhookSink(settings.webhook_url, client))
     return sinks
