@@ -46,8 +46,11 @@ run_tests() {
   "$venv/bin/ruff" check streams rules sinks connectors tests bench
   say "mypy (strict)"
   "$venv/bin/mypy"
-  say "installing local services (Kafka jars, redis-server) if missing"
+  say "installing local services (Kafka jars, redis-server, prometheus, alertmanager) if missing"
   bash "$repo/deploy/services.sh" install
+  # promtool and amtool (Debian's prometheus packages) for the deploy/ checks in tests/unit/deploy.
+  bash "$repo/deploy/services.sh" install prometheus
+  bash "$repo/deploy/services.sh" install alertmanager
   say "pytest (the tests start Kafka and Redis themselves and stop what they started)"
   "$venv/bin/python" -m pytest "$@"
 }

@@ -1,9 +1,12 @@
 """The worker in Prometheus form: KPI values, alert state, and the pipeline's own health.
 
 Names follow Prometheus conventions: a `kpiwatch_` prefix, base units in the name (`_seconds`),
-`_total` on counters. KPI gauges have one label set for every rule (absent scope labels are
-empty) and a cap on the number of series, because a rule grouped by SKU across many stores
-could otherwise create millions of series and take Prometheus down with it.
+`_total` on counters. KPI gauges are one metric per unit (a ratio, money in the reporting
+currency, a quantity, a duration, a flag), each with one label set for every rule (absent scope
+labels are empty), and a cap on the number of series, because a rule grouped by SKU across many
+stores could otherwise create millions of series and take Prometheus down with it. Series that
+a dashboard divides or sums are created at 0 when their subject first appears, so that "none
+yet" reads as 0 rather than as no data.
 """
 
 from __future__ import annotations
@@ -16,16 +19,29 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from rules.alerts import Alert
+from rules.kpis import CATALOG
 
 log = logging.getLogger(__name__)
 
+# A counter's `_created` twin doubles the series and no dashboard or rule here reads it.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 REGISTRY: Final = CollectorRegistry()
+# process_start_time_seconds (restarts: its changes()), CPU, memory, open files.
+ProcessCollector(registry=REGISTRY)
 SCOPE_LABELS: Final = ("platform", "marketplace", "store", "sku", "campaign", "team")
 DEFAULT_KPI_SERIES_CAP: Final = 10_000
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -99,6 +115,37 @@ ALERTS_MUTED: Final = Counter(
     ["rule"],
     registry=REGISTRY,
 )
+DELIVERY_RETRIES: Final = Counter(
+    "kpiwatch_delivery_retries_total",
+    "Notifications sent to a sink again after a failed attempt (5xx, 429, timeout).",
+    ["sink"],
+    registry=REGISTRY,
+)
+RATE_LIMIT_WAITS: Final = Counter(
+    "kpiwatch_rate_limit_waits_total",
+    "Times a notification waited for a sink's rate limit (per robot, shared by all workers).",
+    ["sink"],
+    registry=REGISTRY,
+)
+RATE_LIMIT_WAIT: Final = Counter(
+    "kpiwatch_rate_limit_wait_seconds_total",
+    "Seconds notifications spent waiting for a sink's rate limit.",
+    ["sink"],
+    registry=REGISTRY,
+)
+TABLE_RECOVERY_REMAINING: Final = Gauge(
+    "kpiwatch_table_recovery_remaining_messages",
+    "Changelog messages of a table still to read before its newly assigned partitions are "
+    "recovered (0: recovered).",
+    ["table"],
+    registry=REGISTRY,
+)
+TABLE_RECOVERED: Final = Counter(
+    "kpiwatch_table_recovered_messages_total",
+    "Changelog messages read to recover a table's newly assigned partitions.",
+    ["table"],
+    registry=REGISTRY,
+)
 CONSUMER_LAG: Final = Gauge(
     "kpiwatch_consumer_lag_messages",
     "Messages in a partition this worker has not read yet.",
@@ -112,36 +159,79 @@ KPI_SERIES_DROPPED: Final = Counter(
 )
 
 
+# One family per unit (the Prometheus naming guide: a metric has one unit, named in it), so
+# that a sum or a max never mixes percentages, yen and days. Money is in the reporting
+# currency, named by the `currency` label; days of cover are exported in seconds, the base unit.
+KPI_FAMILIES: Final[Mapping[str, tuple[str, str]]] = {
+    "ratio": (
+        "kpiwatch_kpi_ratio",
+        "KPIs that are ratios (0.25 = 25%): acos, cancel_rate, pace...",
+    ),
+    "money": (
+        "kpiwatch_kpi_money",
+        "KPIs that are money (gmv, ad_spend, aov...), in the reporting currency (`currency`).",
+    ),
+    "count": ("kpiwatch_kpi_quantity", "KPIs that are counts: orders, units, clicks, available..."),
+    "days": (
+        "kpiwatch_kpi_seconds",
+        "KPIs that are durations (days_of_cover: how long stock lasts), in seconds.",
+    ),
+    "flag": ("kpiwatch_kpi_flag", "KPIs that are yes/no (stockout): 1 or 0."),
+}
+SECONDS_PER_DAY: Final = 86_400
+KPI_LABELS: Final = ("rule", "kpi", "window", *SCOPE_LABELS)
+
+
 class KpiGauges(Collector):
-    """kpiwatch_kpi_value{rule, kpi, <scope labels>}, at most `cap` series (new ones beyond
-    the cap are counted in kpiwatch_kpi_series_dropped_total, existing ones keep updating)."""
+    """kpiwatch_kpi_<unit>{rule, kpi, window, <scope labels>[, currency]}: the value each rule
+    last looked at, one family per unit (KPI_FAMILIES), at most `cap` series in all (new ones
+    beyond the cap are counted in kpiwatch_kpi_series_dropped_total, existing ones keep
+    updating). The window is the rule's (`1d` is the marketplace's local day so far)."""
 
     def __init__(self, cap: int = DEFAULT_KPI_SERIES_CAP) -> None:
         self.cap = cap
-        self._values: dict[tuple[str, ...], float] = {}
+        # (unit, currency) -> label values -> value
+        self._values: dict[tuple[str, tuple[str, ...]], float] = {}
 
-    def set(self, rule: str, kpi: str, scope: Mapping[str, str], value: Decimal | None) -> None:
-        key = (rule, kpi, *(scope.get(name, "") for name in SCOPE_LABELS))
+    def set(
+        self,
+        rule: str,
+        kpi: str,
+        scope: Mapping[str, str],
+        value: Decimal | None,
+        *,
+        window: str | None = None,
+        currency: str | None = None,
+    ) -> None:
+        spec = CATALOG.get(kpi)
+        unit = spec.unit if spec is not None else "count"
+        labels = (rule, kpi, window or "", *(scope.get(name, "") for name in SCOPE_LABELS))
+        if unit == "money":
+            labels = (*labels, currency or "")
+        key = (unit, labels)
         if value is None:  # undefined (zero denominator): no sample beats a made-up 0
             self._values.pop(key, None)
             return
         if key not in self._values and len(self._values) >= self.cap:
             KPI_SERIES_DROPPED.inc()
             return
-        self._values[key] = float(value)
+        self._values[key] = float(value * SECONDS_PER_DAY if unit == "days" else value)
 
     def clear(self) -> None:
         self._values.clear()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "kpiwatch_kpi_value",
-            "Latest value of a KPI a rule watches, per scope (units as in the KPI catalog).",
-            labels=["rule", "kpi", *SCOPE_LABELS],
-        )
-        for key, value in list(self._values.items()):
-            family.add_metric(list(key), value)
-        yield family
+        families = {
+            unit: GaugeMetricFamily(
+                name,
+                help_text,
+                labels=[*KPI_LABELS, "currency"] if unit == "money" else list(KPI_LABELS),
+            )
+            for unit, (name, help_text) in KPI_FAMILIES.items()
+        }
+        for (unit, labels), value in list(self._values.items()):
+            families[unit].add_metric(list(labels), value)
+        yield from families.values()
 
 
 class AlertState(Collector):
@@ -184,27 +274,58 @@ REGISTRY.register(ALERT_STATE)
 
 
 def observe_alert(alert: Alert, now: float | None = None) -> None:
-    """What the notifier learns from each transition: alert state, the KPI value that
-    caused it, and how long the transition took to reach it."""
+    """What the notifier learns from each transition: alert state and how long the transition
+    took to reach it. (KPI gauges come from the evaluations themselves: an alert's value is
+    the judged one, a share of the usual for a baseline rule, not the KPI in its unit.)"""
     ALERT_STATE.observe(alert)
-    KPI_GAUGES.set(alert.rule, alert.kpi, alert.labels, alert.value)
+    ALERTS_MUTED.labels(rule=alert.rule)  # 0 until muted: a panel shows 0, not "no data"
     seconds = (now if now is not None else time.time()) - alert.at.timestamp()
     EVENT_TO_ALERT.observe(max(0.0, seconds))
 
 
 class DeliveryMetrics:
-    """The dispatcher's observer (sinks.dispatch.Observer) in Prometheus."""
+    """The dispatcher's observer (sinks.dispatch.Observer) in Prometheus. A lane's every series
+    starts at 0 when it is first heard of: a panel of failures shows 0, not "no data"."""
+
+    def __init__(self) -> None:
+        self._lanes: set[str] = set()
+
+    def _lane(self, lane: str) -> str:
+        if lane not in self._lanes:
+            self._lanes.add(lane)
+            for outcome in ("delivered", "dead_lettered", "deduplicated"):
+                DELIVERIES.labels(sink=lane, outcome=outcome)
+            for counter in (
+                ALERTS_DEAD_LETTERED,
+                DELIVERY_RETRIES,
+                RATE_LIMIT_WAITS,
+                RATE_LIMIT_WAIT,
+            ):
+                counter.labels(sink=lane)
+        return lane
 
     def delivered(self, lane: str, alerts: int, seconds: float) -> None:
+        self._lane(lane)
         DELIVERIES.labels(sink=lane, outcome="delivered").inc(alerts)
         DELIVERY_DURATION.labels(sink=lane).observe(seconds)
 
     def dead_lettered(self, lane: str, alerts: int) -> None:
+        self._lane(lane)
         DELIVERIES.labels(sink=lane, outcome="dead_lettered").inc(alerts)
         ALERTS_DEAD_LETTERED.labels(sink=lane).inc(alerts)
 
     def deduplicated(self, lane: str, alerts: int) -> None:
+        self._lane(lane)
         DELIVERIES.labels(sink=lane, outcome="deduplicated").inc(alerts)
+
+    def retried(self, lane: str, alerts: int) -> None:
+        self._lane(lane)
+        DELIVERY_RETRIES.labels(sink=lane).inc()
+
+    def rate_limited(self, lane: str, seconds: float) -> None:
+        self._lane(lane)
+        RATE_LIMIT_WAITS.labels(sink=lane).inc()
+        RATE_LIMIT_WAIT.labels(sink=lane).inc(seconds)
 
     def muted(self, alert: Alert) -> None:
         ALERTS_MUTED.labels(rule=alert.rule).inc()

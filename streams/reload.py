@@ -1,9 +1,12 @@
 """Hot reload of rule files in a running worker: new rules within seconds, broken ones refused.
 
-The files are polled (mtime, size) every couple of seconds rather than watched with inotify,
-which needs no extra dependency and works on network and container volumes alike; SIGHUP asks
-for a reload at once. A file that fails to load is refused with one log line naming every
-problem, and the last good rules keep running; it is tried again when it changes again.
+The files are polled (inode, mtime, size) every couple of seconds rather than watched with
+inotify, which needs no extra dependency and works on network and container volumes alike;
+SIGHUP asks for a reload at once. The inode is what catches a Kubernetes ConfigMap update: the
+kubelet writes new files into a new folder and swaps a `..data` symlink to it, so a rule file's
+path then leads to another file, which may well have the same size and modification time.
+A file that fails to load is refused with one log line naming every problem, and the last good
+rules keep running; it is tried again when it changes again.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from rules.load import RuleSet, load_paths
 
 log = logging.getLogger(__name__)
 
-Stamp = tuple[tuple[str, int, int], ...]
+Stamp = tuple[tuple[str, int, int, int], ...]
 
 
 class RulesUser(Protocol):
@@ -110,7 +113,8 @@ class RuleReloader:
 
 
 def stamp(paths: Sequence[Path]) -> Stamp:
-    """(file, mtime, size) of every rule file, folders expanded as `load_paths` does."""
+    """(file, inode, mtime, size) of every rule file, folders expanded as `load_paths` does;
+    symlinks followed (a ConfigMap's keys are symlinks through its `..data` symlink)."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -122,7 +126,7 @@ def stamp(paths: Sequence[Path]) -> Stamp:
         try:
             info = file.stat()
         except OSError:
-            found.append((str(file), -1, -1))  # a missing file is a change too
+            found.append((str(file), -1, -1, -1))  # a missing file is a change too
             continue
-        found.append((str(file), info.st_mtime_ns, info.st_size))
+        found.append((str(file), info.st_ino, info.st_mtime_ns, info.st_size))
     return tuple(found)

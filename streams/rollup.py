@@ -33,8 +33,10 @@ from streams.state import META, ROLLUP, RS, StateStore, marker, state_key
 
 LEVELS: Final = {name: level for level, name in LEVEL_NAMES.items()}
 FAMILIES: Final = frozenset({"orders", "ads"})
-# Hour boundaries judged at once when the watermark jumps (older ones could not alert usefully).
-MAX_TICKS: Final = 72
+# Hour boundaries judged at once when the watermark jumps: every hour the rollups still hold.
+# A batch of a store partition can span days of event time (a worker working off a backlog, or
+# taking a partition over), so a smaller cap would make the alerts depend on batch sizes.
+MAX_TICKS: Final = int(RETENTION.total_seconds()) // 3600
 FOLDED: Final = "day"  # the entry of a day whose hours were summed once it was long complete
 FOLD_AFTER: Final = timedelta(days=1)
 DEFAULT_IDLE_AFTER: Final = 30.0

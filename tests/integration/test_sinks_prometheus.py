@@ -1,5 +1,5 @@
-"""Debian's real Prometheus scrapes a running worker's /metrics and answers queries on a KPI
-gauge and on the alert-state metric."""
+"""Debian's real Prometheus scrapes a running worker's /metrics and answers queries on the
+alert-state metric. (KPI gauges come from evaluated events: tests/integration/test_dashboard.py.)"""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ async def query(url: str, promql: str, timeout: float = 30.0) -> list[dict[str, 
             await asyncio.sleep(0.5)
 
 
-async def test_prometheus_scrapes_kpi_gauges_and_alert_state(
+async def test_prometheus_scrapes_alert_state(
     services: Services,
     worker_factory: WorkerFactory,
     prefix: str,
@@ -68,9 +68,6 @@ async def test_prometheus_scrapes_kpi_gauges_and_alert_state(
             services.kafka_bootstrap, f"{prefix}alerts", [*firing, alert("s1", "K0", "resolved", 5)]
         )
         selector = f'instance="{instance}",rule="stockout"'
-        kpi = await query(url, f'kpiwatch_kpi_value{{{selector},store="s1",sku="K1"}}')
-        assert [float(r["value"][1]) for r in kpi] == [0.0]
-        assert kpi[0]["metric"]["kpi"] == "available"
         state = await query(url, f'kpiwatch_alerts_firing{{{selector},severity="critical"}} == 2')
         assert [float(r["value"][1]) for r in state] == [2.0]
         health = await query(url, f'up{{instance="{instance}"}}')
@@ -85,4 +82,5 @@ def test_the_shipped_alerting_rules_are_valid(prometheus: tuple[str, Path]) -> N
         ["promtool", "check", "rules", str(rules)], capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 9 rules found" in checked.stdout
+    alerts = rules.read_text().count("- alert: ")
+    assert f"SUCCESS: {alerts} rules found" in checked.stdout

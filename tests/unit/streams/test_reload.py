@@ -114,3 +114,23 @@ async def test_watch_polls_and_reloads_off_the_loop(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert [threshold(p) for p in pipelines] == ["> 45%", "> 45%"]
+
+
+def test_a_configmap_swap_to_a_same_sized_file_of_the_same_mtime_is_seen(tmp_path: Path) -> None:
+    """The kubelet's update of a ConfigMap volume: new files in a new folder, then `..data`
+    renamed to point at it; the key's path now leads to another file (another inode), even
+    when its size and modification time are the old one's."""
+    first, second = tmp_path / "..2026_12_02_00_00_00.1", tmp_path / "..2026_12_02_00_00_01.2"
+    first.mkdir()
+    second.mkdir()
+    write(first / "rules.yaml", RULE.format(35), 1)
+    write(second / "rules.yaml", RULE.format(50), 1)
+    (tmp_path / "..data").symlink_to(first.name)
+    (tmp_path / "rules.yaml").symlink_to("..data/rules.yaml")
+    pipelines = [Pipeline(StateStore(), load_paths([tmp_path]))]
+    reloader = RuleReloader([tmp_path], pipelines)
+    staged = tmp_path / "..data_tmp"
+    staged.symlink_to(second.name)
+    staged.rename(tmp_path / "..data")
+    assert reloader.poll() is True
+    assert threshold(pipelines[0]) == "> 50%"
