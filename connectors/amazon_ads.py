@@ -54,6 +54,16 @@ HOSTS: Final = {
     "EU": "https://advertising-api-eu.amazon.com",
     "FE": "https://advertising-api-fe.amazon.com",
 }
+# The marketplaces each region's host serves (the selling regions of Amazon's endpoint list):
+# a profile asked for on another region's host is not found there.
+REGION_COUNTRIES: Final = {
+    "NA": frozenset({"US", "CA", "MX", "BR"}),
+    "EU": frozenset(
+        {"IE", "ES", "GB", "UK", "FR", "BE", "NL", "DE", "IT", "SE", "ZA", "PL", "SA", "EG"}
+        | {"TR", "AE", "IN"}
+    ),
+    "FE": frozenset({"SG", "AU", "JP"}),
+}
 REPORT_TYPE: Final = "application/vnd.createasyncreportrequest.v3+json"
 MAX_REPORT_DAYS: Final = 31
 RETENTION_DAYS: Final = 95
@@ -126,7 +136,8 @@ class AmazonAdsConfig(BaseModel):
 
     client_id: str = Field(min_length=1)
     region: Literal["NA", "EU", "FE"] = "NA"
-    host: str | None = None  # overrides the region's host (tests, sandbox)
+    # Overrides the region's host (tests, sandbox): a scheme and a host name, no path.
+    host: str | None = Field(default=None, pattern=r"^https?://[A-Za-z0-9.-]+(:\d+)?/?$")
     token_url: str = LWA_TOKEN_URL
     profiles: list[AdsProfile] = Field(min_length=1)
     lookback_days: int = Field(DEFAULT_LOOKBACK_DAYS, ge=1, le=RETENTION_DAYS)
@@ -139,6 +150,16 @@ class AmazonAdsConfig(BaseModel):
             repeated = sorted({v for v in values if values.count(v) > 1})
             if repeated:
                 raise ValueError(f"{name} listed more than once: {', '.join(repeated)}")
+        # Reports are asked for on the region's host; streamed profiles arrive by Firehose.
+        served = REGION_COUNTRIES[self.region]
+        elsewhere = sorted(
+            p.store_id for p in self.profiles if p.mode == "reports" and p.marketplace not in served
+        )
+        if elsewhere:
+            raise ValueError(
+                f"region {self.region} does not serve the marketplace of report profile(s) "
+                f"{', '.join(elsewhere)}; give each region its own amazon_ads section"
+            )
         return self
 
     @property
@@ -254,13 +275,15 @@ def ad_event(
     sku: str | None,
     interval: tuple[datetime, datetime],
     figures: Figures,
+    occurred_at: datetime | None = None,
 ) -> AdSpendEvent:
-    """Our event for one campaign (and SKU) over one interval; raises ValidationError."""
+    """Our event for one campaign (and SKU) over one interval (a version of its figures seen
+    at `occurred_at`, by default the interval's end); raises ValidationError."""
     cur = profile.currency
     return AdSpendEvent.model_validate(
         {
             "event_id": event_id,
-            "occurred_at": interval[1],
+            "occurred_at": occurred_at or interval[1],
             "platform": "amazon",
             "marketplace": profile.marketplace,
             "store_id": profile.store_id,
@@ -279,9 +302,12 @@ def ad_event(
 
 class _Cursor(BaseModel):
     """The last day that a completed report covered; the next pass starts no later than the
-    day after it, so a restart does not lose a day."""
+    day after it, so a restart does not lose a day. `versions` holds, per day and row
+    (`campaign|sku`), the row's current version: [number, first seen (epoch s), digest]. It is
+    saved with the cursor, so with the page that sent it."""
 
     done_through: date | None = None
+    versions: dict[str, dict[str, list[Any]]] = {}
 
 
 RowKey = tuple[str, str, str]  # date, campaignId, SKU
@@ -314,14 +340,18 @@ class AdsReportSource:
 
     async def pages(self, cursor: str | None) -> AsyncIterator[Page]:
         state = _Cursor.model_validate_json(cursor) if cursor else _Cursor()
-        for first, last in self._chunks(state):
+        chunks = self._chunks(state)
+        # Versions of days before this pass's first one are never needed again: a later pass
+        # starts no earlier (the lookback moves on, done_through only grows).
+        oldest = chunks[0][0] if chunks else date.max
+        for first, last in chunks:
             where = f"{self.name} report {first}..{last}"
             report_id = await self._create(first, last, where)
             where = f"{where} ({report_id})"
             rows = await self._rows(await self._wait(report_id, where), where)
-            events, rejected = self.events(rows, where)
+            events, rejected = self.events(rows, where, state.versions)
             done = max(last, state.done_through or last)
-            state = _Cursor(done_through=done)
+            state = _Cursor(done_through=done, versions=_kept(state.versions, oldest))
             yield Page(events, state.model_dump_json(), rejected)
 
     def _chunks(self, state: _Cursor) -> list[tuple[date, date]]:
@@ -419,7 +449,7 @@ class AdsReportSource:
         return rows
 
     def events(
-        self, rows: list[Any], where: str
+        self, rows: list[Any], where: str, versions: dict[str, dict[str, list[Any]]] | None = None
     ) -> tuple[list[AdSpendEvent], list[InvalidEventError]]:
         """One event per (date, campaign, SKU): a SKU advertised in two ad groups of a campaign
         has a row per ad, summed here. A malformed row withholds its whole group, since a partial
@@ -440,11 +470,12 @@ class AdsReportSource:
                 rejected.append(exc)
                 bad.add(key)
         events = []
+        known = versions if versions is not None else {}
         for key, figures in groups.items():
             if key in bad:
                 continue
             try:
-                events.append(self._event(key, figures, where))
+                events.append(self._event(key, figures, where, known))
             except InvalidEventError as exc:
                 rejected.append(exc)
         return events, rejected
@@ -475,15 +506,38 @@ class AdsReportSource:
             orders=_count(row, f"purchases{window}", source),
         )
 
-    def _event(self, key: RowKey, figures: Figures, where: str) -> AdSpendEvent:
+    def _event(
+        self, key: RowKey, figures: Figures, where: str, versions: dict[str, dict[str, list[Any]]]
+    ) -> AdSpendEvent:
+        """A row's figures as a version: unchanged figures repeat the version they were first
+        seen in (same id, same time), changed ones make the next version, seen now. Figures
+        that go A -> B -> A are three versions, so the last A replaces B in the engine."""
         day, campaign, sku = key
         digest = figures.digest(self.profile.currency)
-        event_id = f"amazon_ads:sp:{self.profile.profile_id}:{day}:{campaign}:{sku}:{digest}"
+        row = f"{campaign}|{sku}"
+        known = versions.setdefault(day, {}).get(row)
+        if known is not None and known[2] == digest:
+            number, seen = int(known[0]), int(known[1])
+        else:
+            number = 1 if known is None else int(known[0]) + 1
+            seen = int(self.now().timestamp())
+            versions[day][row] = [number, seen, digest]
+        event_id = (
+            f"amazon_ads:sp:{self.profile.profile_id}:{day}:{campaign}:{sku}:{number}:{digest}"
+        )
         interval = day_interval(date.fromisoformat(day), self.profile.zone)
+        # Never before the interval ends: a version is of the whole day's figures.
+        occurred = max(datetime.fromtimestamp(seen, UTC), interval[1])
         try:
-            return ad_event(self.profile, event_id, campaign, sku, interval, figures)
+            return ad_event(self.profile, event_id, campaign, sku, interval, figures, occurred)
         except ValidationError as exc:
             raise InvalidEventError(f"{where} {day} {campaign} {sku}", describe(exc)) from exc
+
+
+def _kept(
+    versions: dict[str, dict[str, list[Any]]], oldest: date
+) -> dict[str, dict[str, list[Any]]]:
+    return {day: rows for day, rows in versions.items() if day >= oldest.isoformat()}
 
 
 def _count(row: dict[str, Any], name: str, source: str) -> int:

@@ -34,6 +34,7 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -45,7 +46,7 @@ from pydantic import SecretStr, ValidationError
 from connectors.amazon_ads import AdsProfile, AmazonAdsConfig, Figures, ad_event
 from connectors.base import EventSink, RejectSink
 from connectors.checkpoint import CheckpointStore
-from connectors.push import hand_off
+from connectors.push import PushReceiver, hand_off
 from rules.errors import InvalidEventError
 from streams.events import AdSpendEvent, Event, describe
 
@@ -54,6 +55,11 @@ log = logging.getLogger(__name__)
 DATASETS: Final = ("sp-traffic", "sp-conversion")
 SNS_CONTROL: Final = ("SubscriptionConfirmation", "UnsubscribeConfirmation")
 MAX_FIREHOSE_BODY: Final = 64 * 1024 * 1024
+# How long a campaign-hour's records are kept after the hour: conversions are restated for up
+# to 60 days; past that a record could only change a day the engine no longer keeps (63 days).
+KEEP_HOUR: Final = timedelta(days=70)
+# A record for an hour older than that still folds into what is kept, for a day.
+MIN_KEEP: Final = timedelta(days=1)
 
 
 @dataclass
@@ -104,7 +110,8 @@ def _non_negative(figures: Figures, source: str) -> Figures:
 
 class MarketingStream:
     """Turns Marketing Stream messages into AdSpendEvents (sku None, one hour), keeping every
-    campaign-hour's records in `store` under `amazon_ads:stream:<profile>:<campaign>:<hour>`."""
+    campaign-hour's records in `store` under `amazon_ads:stream:<profile>:<campaign>:<hour>`, each
+    key for KEEP_HOUR after its hour (then Redis forgets it)."""
 
     def __init__(
         self,
@@ -122,6 +129,7 @@ class MarketingStream:
         # One writer at a time: two records of one hour must not both read the old state.
         self._lock = asyncio.Lock()
         self.ignored = 0
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     async def handle(self, body: bytes, source: str) -> list[AdSpendEvent]:
         """The events one message (an SQS body or a Firehose record) leads to; bad records go to
@@ -156,7 +164,8 @@ class MarketingStream:
         async with self._lock:
             hour = _Hour.load(await self._store.load(key))
             if _add(hour, record, profile, source):
-                await self._store.save(key, hour.dump())
+                keep = max(start + KEEP_HOUR - self.now(), MIN_KEEP)
+                await self._store.save(key, hour.dump(), ttl=keep.total_seconds())
         return _event(profile, campaign, start, hour, source)
 
     def _profile(self, record: dict[str, Any], source: str) -> AdsProfile | None:
@@ -266,7 +275,7 @@ def _event(
         raise InvalidEventError(source, describe(exc)) from exc
 
 
-class FirehoseReceiver:
+class FirehoseReceiver(PushReceiver):
     """The HTTPS endpoint an Amazon Data Firehose stream delivers Marketing Stream records to.
     It answers 200 only once the sink has taken the events; else Firehose retries the batch, and
     since repeats change nothing here, the retry hands the same events off again."""
@@ -281,16 +290,12 @@ class FirehoseReceiver:
         handoff_timeout: float = 60.0,
         path: str = "/firehose/amazon-ads",
     ) -> None:
+        # aiohttp undoes Content-Encoding: gzip on request bodies itself. Firehose retries a
+        # request whole, under the same request id: the records' own ids make repeats harmless.
+        super().__init__(path, max_body=MAX_FIREHOSE_BODY)
         self._stream, self._key, self._sink = stream, access_key, sink
         self._on_rejected = on_rejected
         self._timeout = handoff_timeout
-        self.path = path
-
-    def app(self) -> web.Application:
-        # aiohttp undoes Content-Encoding: gzip on request bodies itself.
-        app = web.Application(client_max_size=MAX_FIREHOSE_BODY)
-        app.router.add_post(self.path, self.handle)
-        return app
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id = request.headers.get("X-Amz-Firehose-Request-Id", "")

@@ -11,17 +11,26 @@ burst 30, getInventorySummaries 2/s burst 2; LastUpdatedBefore must be 2 minutes
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from connectors.api import Backoff, Sleep, Throttle, TokenBucket, read_json
+from connectors.api import Backoff, Sleep, Throttle, TokenBucket, read_json, scrub
 from connectors.base import Page, SourceError
 from connectors.money import lines_for_total
 from rules.errors import InvalidEventError
@@ -32,7 +41,10 @@ from streams.events import (
     OrderLine,
     OrderStatus,
     describe,
+    minor_unit_exponent,
 )
+
+log = logging.getLogger(__name__)
 
 LWA_TOKEN_URL: Final = "https://api.amazon.com/auth/o2/token"  # noqa: S105 - a URL
 # Refresh this long before expires_in runs out, so no request leaves with a dying token.
@@ -50,45 +62,162 @@ STATUSES: Final[dict[str, OrderStatus]] = {
     "Canceled": "cancelled",
     "Unfulfillable": "cancelled",
 }
-# Amazon's marketplace ids (developer-docs.amazon.com/sp-api/docs/marketplace-ids) as the ISO
-# country codes our events use (Amazon says UK; ISO 3166 says GB).
-MARKETPLACES: Final[dict[str, str]] = {
-    "ATVPDKIKX0DER": "US",
-    "A2EUQ1WTGCTBG2": "CA",
-    "A1AM78C64UM0Y8": "MX",
-    "A2Q3Y263D00KWC": "BR",
-    "A1F83G8C2ARO7P": "GB",
-    "A1PA6795UKMFR9": "DE",
-    "A13V1IB3VIYZZH": "FR",
-    "APJ6JRA9NG5V4": "IT",
-    "A1RKKUPIHCS9HS": "ES",
-    "A1805IZSGTT6HS": "NL",
-    "A2NODRKZP88ZB9": "SE",
-    "A1C3SOZRARQ6R3": "PL",
-    "A21TJRUUN4KGV": "IN",
-    "A1VC38T7YXB528": "JP",
-    "A19VAU5U5O7RUS": "SG",
-    "A39IBJ37TRP1C6": "AU",
-    "A2VIGQ35RCS4UG": "AE",
+Region = Literal["NA", "EU", "FE"]
+# The regional SP-API endpoints (production; Amazon's sandbox is `sandbox.` + the host).
+ENDPOINTS: Final[dict[Region, str]] = {
+    "NA": "https://sellingpartnerapi-na.amazon.com",
+    "EU": "https://sellingpartnerapi-eu.amazon.com",
+    "FE": "https://sellingpartnerapi-fe.amazon.com",
 }
 
 
+@dataclass(frozen=True)
+class Marketplace:
+    """One entry of Amazon's marketplace id list: the ISO 3166 country our events use (Amazon
+    writes UK; ISO says GB), the region whose endpoint serves it, its selling currency, and the
+    SalesChannel its own orders carry (anything else is multi-channel fulfilment)."""
+
+    id: str
+    country: str
+    region: Region
+    currency: str
+    channel: str
+
+
+# developer-docs.amazon.com/sp-api/docs/marketplace-ids, the whole list, in its order.
+OFFICIAL_MARKETPLACES: Final[tuple[Marketplace, ...]] = (
+    Marketplace("A2EUQ1WTGCTBG2", "CA", "NA", "CAD", "Amazon.ca"),
+    Marketplace("ATVPDKIKX0DER", "US", "NA", "USD", "Amazon.com"),
+    Marketplace("A1AM78C64UM0Y8", "MX", "NA", "MXN", "Amazon.com.mx"),
+    Marketplace("A2Q3Y263D00KWC", "BR", "NA", "BRL", "Amazon.com.br"),
+    Marketplace("A28R8C7NBKEWEA", "IE", "EU", "EUR", "Amazon.ie"),
+    Marketplace("A1RKKUPIHCS9HS", "ES", "EU", "EUR", "Amazon.es"),
+    Marketplace("A1F83G8C2ARO7P", "GB", "EU", "GBP", "Amazon.co.uk"),
+    Marketplace("A13V1IB3VIYZZH", "FR", "EU", "EUR", "Amazon.fr"),
+    Marketplace("AMEN7PMS3EDWL", "BE", "EU", "EUR", "Amazon.com.be"),
+    Marketplace("A1805IZSGTT6HS", "NL", "EU", "EUR", "Amazon.nl"),
+    Marketplace("A1PA6795UKMFR9", "DE", "EU", "EUR", "Amazon.de"),
+    Marketplace("APJ6JRA9NG5V4", "IT", "EU", "EUR", "Amazon.it"),
+    Marketplace("A2NODRKZP88ZB9", "SE", "EU", "SEK", "Amazon.se"),
+    Marketplace("AE08WJ6YKNBMC", "ZA", "EU", "ZAR", "Amazon.co.za"),
+    Marketplace("A1C3SOZRARQ6R3", "PL", "EU", "PLN", "Amazon.pl"),
+    Marketplace("ARBP9OOSHTCHU", "EG", "EU", "EGP", "Amazon.eg"),
+    Marketplace("A33AVAJ2PDY3EV", "TR", "EU", "TRY", "Amazon.com.tr"),
+    Marketplace("A17E79C6D8DWNP", "SA", "EU", "SAR", "Amazon.sa"),
+    Marketplace("A2VIGQ35RCS4UG", "AE", "EU", "AED", "Amazon.ae"),
+    Marketplace("A21TJRUUN4KGV", "IN", "EU", "INR", "Amazon.in"),
+    Marketplace("A19VAU5U5O7RUS", "SG", "FE", "SGD", "Amazon.sg"),
+    Marketplace("A39IBJ37TRP1C6", "AU", "FE", "AUD", "Amazon.com.au"),
+    Marketplace("A1VC38T7YXB528", "JP", "FE", "JPY", "Amazon.co.jp"),
+)
+MARKETPLACE_BY_ID: Final[dict[str, Marketplace]] = {m.id: m for m in OFFICIAL_MARKETPLACES}
+# Marketplace id -> ISO country code (what amazon_ads reads).
+MARKETPLACES: Final[dict[str, str]] = {m.id: m.country for m in OFFICIAL_MARKETPLACES}
+
+
 class SpStore(BaseModel):
-    """One seller account in one marketplace. `currency` prices cancelled orders that Amazon
-    returns without prices (they count as a cancellation, never as GMV)."""
+    """One seller account in one marketplace. `currency` defaults to the marketplace's; it
+    prices cancelled orders that Amazon returns without prices (never GMV)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    store_id: str
+    store_id: str = Field(min_length=1)
     marketplace_id: str
-    currency: str
+    currency: str = Field(default="", validate_default=True)
+
+    @field_validator("marketplace_id")
+    @classmethod
+    def _official(cls, value: str) -> str:
+        if value not in MARKETPLACE_BY_ID:
+            raise ValueError(
+                f"{value!r} is not on Amazon's marketplace id list "
+                "(developer-docs.amazon.com/sp-api/docs/marketplace-ids), e.g. ATVPDKIKX0DER "
+                "for the US, A1PA6795UKMFR9 for Germany"
+            )
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _selling_currency(cls, value: str, info: ValidationInfo) -> str:
+        found = MARKETPLACE_BY_ID.get(info.data.get("marketplace_id", ""))
+        if not value:
+            if found is None:
+                return value  # the marketplace id is already reported
+            return found.currency
+        if value != value.upper():
+            raise ValueError(f"write currency codes in capitals: {value.upper()!r}, not {value!r}")
+        minor_unit_exponent(value)
+        if found is not None and value != found.currency:
+            raise ValueError(
+                f"Amazon {found.country} ({found.id}) sells in {found.currency}, not {value}"
+            )
+        return value
+
+    @property
+    def info(self) -> Marketplace:
+        return MARKETPLACE_BY_ID[self.marketplace_id]
 
     @property
     def marketplace(self) -> str:
-        try:
-            return MARKETPLACES[self.marketplace_id]
-        except KeyError:
-            raise ValueError(f"unknown Amazon marketplace id {self.marketplace_id!r}") from None
+        return self.info.country
+
+
+def check_endpoint(endpoint: str) -> str:
+    """An endpoint is a URL with its scheme (`https://sellingpartnerapi-eu.amazon.com`)."""
+    url = httpx.URL(endpoint) if "://" in endpoint else None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(
+            f"{endpoint!r} is not a URL: write it with its scheme, e.g. {ENDPOINTS['EU']}"
+        )
+    return endpoint.rstrip("/")
+
+
+def endpoint_region(endpoint: str) -> Region | None:
+    """The region an Amazon SP-API host serves (sandbox hosts too); None for any other host
+    (a proxy, a test server)."""
+    host = httpx.URL(endpoint).host.removeprefix("sandbox.")
+    for region, url in ENDPOINTS.items():
+        if httpx.URL(url).host == host:
+            return region
+    return None
+
+
+class AmazonSpConfig(BaseModel):
+    """The non-secret settings of the `amazon_sp:` section. `endpoint` is the region's own
+    unless set; set, it must serve every store's marketplace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stores: list[SpStore] = Field(min_length=1)
+    endpoint: str | None = Field(default=None, validate_default=True)
+
+    @field_validator("stores")
+    @classmethod
+    def _unique(cls, stores: list[SpStore]) -> list[SpStore]:
+        names = [store.store_id for store in stores]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"store_id listed more than once: {', '.join(repeated)}")
+        return stores
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        value = check_endpoint(value)
+        region = endpoint_region(value)
+        for store in info.data.get("stores") or []:
+            if region is not None and store.info.region != region:
+                raise ValueError(
+                    f"{value} is the {region} endpoint, but store {store.store_id}'s marketplace "
+                    f"{store.marketplace_id} (Amazon {store.marketplace}) is served by "
+                    f"{store.info.region}: {ENDPOINTS[store.info.region]}"
+                )
+        return value
+
+    def endpoint_for(self, store: SpStore) -> str:
+        return self.endpoint or ENDPOINTS[store.info.region]
 
 
 class LwaTokens:
@@ -136,12 +265,28 @@ class LwaTokens:
         )
         body = read_json(response, "Login with Amazon")
         if response.status_code != 200 or not isinstance(body.get("access_token"), str):
-            # LWA answers {"error": "invalid_grant", "error_description": ...}: no secret in it.
+            # LWA answers {"error": "invalid_grant", "error_description": ...}; whatever
+            # answers instead (a proxy) may quote the form back.
             reason = f"{body.get('error', '?')}: {body.get('error_description', '')}"
+            reason = scrub(reason, self._form[1:])
             raise SourceError("Login with Amazon", f"HTTP {response.status_code}, {reason}")
         self._token = SecretStr(body["access_token"])
         self._expires = self._clock() + float(body.get("expires_in", 3600))
         self.refreshes += 1
+
+
+class SpApiError(SourceError):
+    """SP-API answered with an error status that a retry did not cure."""
+
+    def __init__(self, operation: str, status: int, errors: str) -> None:
+        self.status = status
+        super().__init__(operation, f"HTTP {status}: {errors}")
+
+    @property
+    def refused_request(self) -> bool:
+        """400 or 404: this request is wrong (a stale page token, an order Amazon will not
+        show), not the account or the service."""
+        return self.status in (400, 404)
 
 
 @dataclass
@@ -176,7 +321,7 @@ class SpApi:
                 break
             self.tokens.invalidate()
         if response.status_code != 200:
-            raise SourceError(operation, f"HTTP {response.status_code}: {_errors(body)}")
+            raise SpApiError(operation, response.status_code, _errors(body))
         return body
 
     async def _send(
@@ -216,19 +361,72 @@ class _Cursor(BaseModel):
     next_token: str | None = None
 
 
+class _InventoryCursor(_Cursor):
+    """Also whether this pass is a full one (no startDateTime) and when the last full pass
+    began (None: never, so the next pass is full)."""
+
+    full: bool = False
+    full_at: datetime | None = None
+
+
+_CursorT = TypeVar("_CursorT", bound=_Cursor)
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Page tokens expire (inventory's after 30 s); a refused one restarts the window, at most this
+# many times a pass, so a token that is refused every time cannot loop forever.
+TOKEN_RESTARTS: Final = 3
+# A record whose own request is refused (getOrderItems 400/404) is asked for this many times,
+# then dead-lettered with Amazon's reason: one bad order must not hold up the feed.
+ITEM_ATTEMPTS: Final = 3
+
+
+@dataclass
+class _Restarts:
+    """How many times this pass dropped a refused page token."""
+
+    count: int = 0
+
+
+async def _get_page(
+    api: SpApi,
+    operation: str,
+    path: str,
+    state: _CursorT,
+    params: Callable[[_CursorT], dict[str, str]],
+    restarts: _Restarts,
+    where: str,
+) -> tuple[dict[str, Any], _CursorT]:
+    """One page of a window; a page token Amazon refuses (expired, or saved before a restart)
+    is dropped and the window read again from its start (event ids do not change, so what is
+    read twice counts once)."""
+    while True:
+        try:
+            return await api.get(operation, path, params(state)), state
+        except SpApiError as exc:
+            stale = state.next_token is not None and exc.refused_request
+            if not stale or restarts.count >= TOKEN_RESTARTS:
+                raise
+            restarts.count += 1
+            log.warning("%s: page token refused (%s); reading the window again", where, exc.reason)
+            state = state.model_copy(update={"next_token": None})
 
 
 @dataclass
 class AmazonOrdersSource:
     """getOrders by LastUpdatedAfter (the source of truth: notifications may be late or lost),
-    each order's items for prices, one Page per getOrders page."""
+    each order's items for prices, one Page per getOrders page. Orders that are not sales of
+    this marketplace (multi-channel fulfilment, replacements) are left out; `excluded` counts
+    them."""
 
     api: SpApi
     store: SpStore
     start: datetime
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    excluded: int = 0
 
     @property
     def name(self) -> str:
@@ -238,11 +436,13 @@ class AmazonOrdersSource:
         state = _Cursor.model_validate_json(cursor) if cursor else _Cursor(after=self.start)
         if state.before is None:
             state = state.model_copy(update={"before": self.now() - LAG})
-        number = 0
+        number, restarts = 0, _Restarts()
         while True:
             number += 1
             where = f"{self.name} getOrders page {number} (after {_iso(state.after)})"
-            body = await self.api.get("getOrders", "/orders/v0/orders", self._params(state))
+            body, state = await _get_page(
+                self.api, "getOrders", "/orders/v0/orders", state, self._params, restarts, where
+            )
             payload = _payload(body, where)
             orders = payload.get("Orders")
             if not isinstance(orders, list):
@@ -288,22 +488,65 @@ class AmazonOrdersSource:
             # No prices until payment is authorised; the order comes back with a newer
             # LastUpdateDate once it is Unshipped (or Canceled).
             return None
-        items = await self._items(order["AmazonOrderId"])
+        reason = not_a_marketplace_sale(order, self.store)
+        if reason is not None:
+            self.excluded += 1
+            log.info("%s: left out of %s's KPIs: %s", source, self.store.store_id, reason)
+            return None
+        items = await self._items_or_reject(order["AmazonOrderId"], source)
         return order_event(order, items, self.store, source)
+
+    async def _items_or_reject(self, order_id: str, source: str) -> list[Any]:
+        """The order's items; a request Amazon keeps refusing dead-letters the order (the
+        cursor moves on) instead of failing every pass from here on."""
+        for attempt in range(ITEM_ATTEMPTS):
+            try:
+                return await self._items(order_id)
+            except SpApiError as exc:
+                if not exc.refused_request:
+                    raise
+                refused = exc
+            if attempt + 1 < ITEM_ATTEMPTS:
+                await self.api.sleep(self.api.backoff.delay(attempt))
+        raise InvalidEventError(
+            source, f"getOrderItems refused {ITEM_ATTEMPTS} times: {refused.reason}"
+        )
 
     async def _items(self, order_id: str) -> list[Any]:
         items: list[Any] = []
-        token: str | None = None
+        state = _Cursor(after=self.start)  # only its page token is used
+        path = f"/orders/v0/orders/{order_id}/orderItems"
+        where = f"{self.name} getOrderItems {order_id}"
+        restarts = _Restarts()
         while True:
-            params = {"NextToken": token} if token else {}
-            body = await self.api.get(
-                "getOrderItems", f"/orders/v0/orders/{order_id}/orderItems", params
+            body, fresh = await _get_page(
+                self.api, "getOrderItems", path, state, _token_param, restarts, where
             )
-            payload = _payload(body, f"{self.name} getOrderItems {order_id}")
+            if fresh.next_token != state.next_token:
+                items = []  # its token was refused: the order's items again from the first page
+            payload = _payload(body, where)
             items.extend(payload.get("OrderItems") or [])
             token = payload.get("NextToken") or None
             if token is None:
                 return items
+            state = fresh.model_copy(update={"next_token": token})
+
+
+def _token_param(state: _Cursor) -> dict[str, str]:
+    return {"NextToken": state.next_token} if state.next_token else {}
+
+
+def not_a_marketplace_sale(order: dict[str, Any], store: SpStore) -> str | None:
+    """Why an order is not a sale of the store's marketplace, or None if it is. Multi-channel
+    fulfilment orders (SalesChannel "Non-Amazon", a web shop's order shipped from FBA) and
+    replacement orders (sent free for a damaged or lost one) are not marketplace sales."""
+    if order.get("IsReplacementOrder") in (True, "true"):
+        replaced = order.get("ReplacedOrderId")
+        return f"a replacement order{f' for {replaced}' if replaced else ''}"
+    channel = order.get("SalesChannel")
+    if channel is not None and str(channel).lower() != store.info.channel.lower():
+        return f"SalesChannel {channel!r} is not {store.info.channel} (multi-channel fulfilment)"
+    return None
 
 
 def _payload(body: dict[str, Any], where: str) -> dict[str, Any]:
@@ -313,18 +556,23 @@ def _payload(body: dict[str, Any], where: str) -> dict[str, Any]:
     return payload
 
 
-def _next(state: _Cursor, token: str | None) -> _Cursor:
+def _next(state: _CursorT, token: str | None) -> _CursorT:
     if token is not None:
         return state.model_copy(update={"next_token": token})
     # The window is done: the next pass starts where this one's upper bound was.
     if state.before is None:  # pragma: no cover - pages() always sets it
         raise ValueError("window without an upper bound")
-    return _Cursor(after=state.before)
+    done: dict[str, Any] = {"after": state.before, "before": None, "next_token": None}
+    if isinstance(state, _InventoryCursor):
+        done |= {"full": False, "full_at": state.before if state.full else state.full_at}
+    return state.model_copy(update=done)
 
 
 def order_event(order: dict[str, Any], items: list[Any], store: SpStore, source: str) -> OrderEvent:
     """One Order and its OrderItems as our event; event_id = AmazonOrderId + LastUpdateDate, so
-    a replayed page gives the same id and a status change a new one."""
+    a replayed page gives the same id and a status change a new one. occurred_at (the version)
+    is LastUpdateDate, placed_at (the day it counts in) PurchaseDate. A cancelled order whose
+    items are all QuantityOrdered 0 is a cancellation without lines."""
     status = STATUSES.get(str(order.get("OrderStatus")))
     if status is None:
         raise InvalidEventError(source, f"unknown OrderStatus {order.get('OrderStatus')!r}")
@@ -344,6 +592,8 @@ def order_event(order: dict[str, Any], items: list[Any], store: SpStore, source:
                 if order.get("FulfillmentChannel") == "AFN"
                 else "merchant",
                 "ship_by": order.get("LatestShipDate"),
+                # The day an order counts in is its purchase day, in the marketplace's zone.
+                "placed_at": order.get("PurchaseDate"),
             }
         )
     except ValidationError as exc:
@@ -373,30 +623,38 @@ def _item_lines(item: Any, status: OrderStatus, store: SpStore) -> list[OrderLin
 
 @dataclass
 class AmazonInventorySource:
-    """FBA getInventorySummaries (details=true) changed since the last pass (startDateTime),
-    with nextToken paging. Inbound-only changes are not reported by startDateTime (Amazon's
-    note), so a full pass without it now and then catches them: pass `full=True`."""
+    """FBA getInventorySummaries (details=true) with nextToken paging: the SKUs changed since
+    the last pass (startDateTime), and a full pass (every SKU) on start and every `full_every`,
+    because startDateTime misses inbound-only changes (Amazon's note) and SKUs unchanged since
+    `start` would never get a snapshot."""
 
     api: SpApi
     store: SpStore
     start: datetime
-    full: bool = False
+    full_every: timedelta | None = timedelta(days=1)
+    full_on_start: bool = True
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    _started: bool = field(default=False, init=False)
 
     @property
     def name(self) -> str:
         return f"amazon_sp:inventory:{self.store.store_id}"
 
     async def pages(self, cursor: str | None) -> AsyncIterator[Page]:
-        state = _Cursor.model_validate_json(cursor) if cursor else _Cursor(after=self.start)
-        if state.before is None:
-            state = state.model_copy(update={"before": self.now()})
-        number = 0
+        state = self._begin(cursor)
+        number, restarts = 0, _Restarts()
         while True:
             number += 1
-            where = f"{self.name} getInventorySummaries page {number}"
-            body = await self.api.get(
-                "getInventorySummaries", "/fba/inventory/v1/summaries", self._params(state)
+            kind = "full pass" if state.full else f"changed since {_iso(state.after)}"
+            where = f"{self.name} getInventorySummaries page {number} ({kind})"
+            body, state = await _get_page(
+                self.api,
+                "getInventorySummaries",
+                "/fba/inventory/v1/summaries",
+                state,
+                self._params,
+                restarts,
+                where,
             )
             summaries = _payload(body, where).get("inventorySummaries")
             if not isinstance(summaries, list):
@@ -409,14 +667,31 @@ class AmazonInventorySource:
             if not token:
                 return
 
-    def _params(self, state: _Cursor) -> dict[str, str]:
+    def _begin(self, cursor: str | None) -> _InventoryCursor:
+        """The pass's cursor: a pass cut short goes on as it was; a new one is full on this
+        process's first pass, when no full pass is recorded, or when the last is too old."""
+        if cursor:
+            state = _InventoryCursor.model_validate_json(cursor)
+        else:
+            state = _InventoryCursor(after=self.start)
+        first, self._started = not self._started, True
+        if state.before is not None:
+            return state
+        now = self.now()
+        due = self.full_every is not None and (
+            state.full_at is None or now - state.full_at >= self.full_every
+        )
+        full = due or (first and self.full_on_start)
+        return state.model_copy(update={"before": now, "full": full})
+
+    def _params(self, state: _InventoryCursor) -> dict[str, str]:
         params = {
             "details": "true",
             "granularityType": "Marketplace",
             "granularityId": self.store.marketplace_id,
             "marketplaceIds": self.store.marketplace_id,
         }
-        if not self.full:
+        if not state.full:
             # Amazon: use startDateTime together with nextToken on the following pages.
             params["startDateTime"] = _iso(state.after)
         if state.next_token:
@@ -424,7 +699,7 @@ class AmazonInventorySource:
         return params
 
     def _map(
-        self, summaries: list[Any], where: str, state: _Cursor
+        self, summaries: list[Any], where: str, state: _InventoryCursor
     ) -> tuple[list[InventoryEvent], list[InvalidEventError]]:
         events, rejected = [], []
         for index, summary in enumerate(summaries):
@@ -435,13 +710,18 @@ class AmazonInventorySource:
         return events, rejected
 
 
-def inventory_event(summary: Any, store: SpStore, state: _Cursor, source: str) -> InventoryEvent:
-    """An InventorySummary as a snapshot; without lastUpdatedTime, the pass's own upper bound
-    (kept in the cursor, so a replayed page gives the same event_id) stands in as of time."""
+def inventory_event(
+    summary: Any, store: SpStore, state: _InventoryCursor, source: str
+) -> InventoryEvent:
+    """An InventorySummary as a snapshot as of its lastUpdatedTime. A full pass reads every
+    SKU as it is now, so its snapshots are as of the pass's upper bound (kept in the cursor,
+    so a replayed page gives the same event_id): that is newer than what an inbound-only
+    change left as lastUpdatedTime. The bound also stands in when lastUpdatedTime is missing."""
     if not isinstance(summary, dict):
         raise InvalidEventError(source, "an inventorySummaries entry is not an object")
     details = summary.get("inventoryDetails") or {}
-    as_of = summary.get("lastUpdatedTime") or (state.before and _iso(state.before))
+    bound = state.before and _iso(state.before)
+    as_of = bound if state.full else summary.get("lastUpdatedTime") or bound
     try:
         reserved = (details.get("reservedQuantity") or {}).get("totalReservedQuantity", 0)
         inbound = sum(

@@ -11,13 +11,15 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
+from urllib.parse import quote, quote_plus
 
 import httpx
+from pydantic import SecretStr
 
 from connectors.base import SourceError
 
@@ -161,6 +163,19 @@ def read_json(response: httpx.Response, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SourceError(where, f"expected a JSON object, got {type(data).__name__}")
     return data
+
+
+def scrub(text: str, secrets: Iterable[SecretStr | str | None]) -> str:
+    """A platform's error text with every secret it might quote back cut out, in the forms a
+    request carries it (as is, URL- or form-encoded, JSON-escaped): an endpoint, or a proxy in
+    front of it, may echo the request it refused, and its text goes into errors and logs."""
+    for secret in secrets:
+        value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+        if not value:
+            continue
+        for form in {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]}:
+            text = text.replace(form, "<redacted>")
+    return text
 
 
 class _StripQuery(logging.Filter):

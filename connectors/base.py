@@ -1,6 +1,9 @@
 """What every API connector is: a Source of pages of events, each page with the cursor to resume
 after it, and `run_source`, the loop that hands a page off before checkpointing its cursor.
 
+A source that serves one store's feed (`FeedRef`) reports each pass to the engine as a
+FeedEvent, ok or failed, so that rules can tell a broken feed from a store that sold nothing.
+
 A kill between hand-off and checkpoint replays that page on restart; that is harmless because
 every connector derives event_id from the platform's own ids, and the engine counts an id once.
 """
@@ -12,11 +15,11 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from connectors.checkpoint import CheckpointStore
 from rules.errors import InvalidEventError, ServiceError
-from streams.events import Event
+from streams.events import MAX_REASON, Event, FeedEvent, FeedName, Platform
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,32 @@ class Source(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FeedRef:
+    """The store feed a source reads, as the engine knows the store."""
+
+    platform: Platform
+    marketplace: str
+    store_id: str
+    feed: FeedName
+
+    def report(self, status: Literal["ok", "failed"], reason: str | None = None) -> FeedEvent:
+        """This pass's FeedEvent; its id is unique per pass, so a repeat counts once."""
+        now = datetime.now(UTC)
+        if reason is not None and len(reason) > MAX_REASON:
+            reason = reason[: MAX_REASON - 3] + "..."
+        return FeedEvent(
+            event_id=f"feed:{self.store_id}:{self.feed}:{now.isoformat()}",
+            occurred_at=now,
+            platform=self.platform,
+            marketplace=self.marketplace,
+            store_id=self.store_id,
+            feed=self.feed,
+            status=status,
+            reason=reason,
+        )
+
+
 @dataclass
 class RunStats:
     pages: int = 0
@@ -75,10 +104,39 @@ async def run_source(
     on_rejected: RejectSink | None = None,
     stats: RunStats | None = None,
     on_page: PageHook | None = None,
+    feed: FeedRef | None = None,
 ) -> RunStats:
     """One pass over `source` from its checkpoint: each page is handed to `sink` (which must
-    return only once the events are durable), then its cursor is saved."""
+    return only once the events are durable), then its cursor is saved. With `feed`, the pass
+    is reported to the engine: ok once the source is caught up, failed (then re-raised)."""
     stats = stats if stats is not None else RunStats()
+    try:
+        await _pass(source, sink, checkpoints, on_rejected, stats, on_page)
+    except ServiceError as exc:
+        if feed is not None:
+            await _report(sink, feed.report("failed", str(exc)), source.name)
+        raise
+    if feed is not None:
+        await sink([feed.report("ok")])
+    return stats
+
+
+async def _report(sink: EventSink, event: FeedEvent, name: str) -> None:
+    """A failed pass's report, best effort: the sink may be what failed."""
+    try:
+        await sink([event])
+    except Exception as exc:  # the pass's own error is what gets raised
+        log.warning("%s: could not report the failed pass: %r", name, exc)
+
+
+async def _pass(
+    source: Source,
+    sink: EventSink,
+    checkpoints: CheckpointStore,
+    on_rejected: RejectSink | None,
+    stats: RunStats,
+    on_page: PageHook | None,
+) -> None:
     cursor = await checkpoints.load(source.name)
     async for page in source.pages(cursor):
         if page.events:
@@ -92,7 +150,6 @@ async def run_source(
         stats.last_success = datetime.now(UTC)
         if on_page is not None:
             on_page(source, page)
-    return stats
 
 
 async def poll_forever(
@@ -104,6 +161,7 @@ async def poll_forever(
     on_rejected: RejectSink | None = None,
     on_page: PageHook | None = None,
     on_failure: FailureHook | None = None,
+    feed: FeedRef | None = None,
 ) -> None:
     """`run_source` every `interval` seconds; a failed pass is logged and retried next time
     (its checkpoint is where the last good page left it)."""
@@ -111,7 +169,13 @@ async def poll_forever(
     while True:
         try:
             await run_source(
-                source, sink, checkpoints, on_rejected=on_rejected, stats=stats, on_page=on_page
+                source,
+                sink,
+                checkpoints,
+                on_rejected=on_rejected,
+                stats=stats,
+                on_page=on_page,
+                feed=feed,
             )
         except ServiceError as exc:
             log.error("%s: pass failed, retrying in %.0fs: %s", source.name, interval, exc)

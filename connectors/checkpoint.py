@@ -11,9 +11,12 @@ from rules.errors import ServiceError
 
 
 class CheckpointStore(Protocol):
+    """`ttl` (seconds): a value that is only needed for a while (Marketing Stream's records of
+    one hour) is forgotten after it, instead of filling Redis forever."""
+
     async def load(self, source: str) -> str | None: ...
 
-    async def save(self, source: str, cursor: str) -> None: ...
+    async def save(self, source: str, cursor: str, ttl: float | None = None) -> None: ...
 
 
 class MemoryCheckpoints:
@@ -22,13 +25,18 @@ class MemoryCheckpoints:
     def __init__(self) -> None:
         self.cursors: dict[str, str] = {}
         self.saves: list[tuple[str, str]] = []
+        self.ttls: dict[str, float] = {}  # the ttl each key was last saved with
 
     async def load(self, source: str) -> str | None:
         return self.cursors.get(source)
 
-    async def save(self, source: str, cursor: str) -> None:
+    async def save(self, source: str, cursor: str, ttl: float | None = None) -> None:
         self.cursors[source] = cursor
         self.saves.append((source, cursor))
+        if ttl is None:
+            self.ttls.pop(source, None)
+        else:
+            self.ttls[source] = ttl
 
 
 class RedisCheckpoints:
@@ -55,9 +63,10 @@ class RedisCheckpoints:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
-    async def save(self, source: str, cursor: str) -> None:
+    async def save(self, source: str, cursor: str, ttl: float | None = None) -> None:
+        expire = None if ttl is None else max(1, int(ttl))
         try:
-            await self._client.set(self.key(source), cursor.encode())
+            await self._client.set(self.key(source), cursor.encode(), ex=expire)
         except RedisError as exc:
             raise ServiceError(f"could not save the checkpoint of {source}: {exc}") from exc
 

@@ -83,7 +83,9 @@ REQUIRED: Final[dict[EventKind, tuple[str, ...]]] = {
     "inventory": ("platform", "marketplace", "store_id", "sku", "warehouse", "available", "as_of"),
 }
 OPTIONAL: Final[dict[EventKind, tuple[str, ...]]] = {
-    "order": ("event_id", "fulfillment_channel", "is_test", "ship_by", "shipped_at"),
+    # placed_at: when the order was created, where an export has it beside its last update
+    # (occurred_at): the order counts in that hour and day.
+    "order": ("event_id", "fulfillment_channel", "is_test", "ship_by", "shipped_at", "placed_at"),
     "ad_spend": ("event_id", "occurred_at", "sku"),
     "inventory": ("event_id", "occurred_at", "inbound", "reserved"),
 }
@@ -92,7 +94,7 @@ FIELDS: Final = tuple(
     sorted({"type", *(n for names in (*REQUIRED.values(), *OPTIONAL.values()) for n in names)})
 )
 TIMES: Final = frozenset(
-    {"occurred_at", "interval_start", "interval_end", "as_of", "ship_by", "shipped_at"}
+    {"occurred_at", "interval_start", "interval_end", "as_of", "ship_by", "shipped_at", "placed_at"}
 )
 MONEY: Final = frozenset({"unit_price", "spend", "attributed_sales"})
 COUNTS: Final = frozenset(
@@ -221,6 +223,14 @@ def _sniff(header: str) -> str:
 
 
 def _check_header(path: Path, names: Sequence[str], kind: EventKind | None) -> None:
+    repeated = sorted({name for name in names if name and names.count(name) > 1})
+    if repeated:
+        # Two columns for one field (an export's "Order date" and "Last update" both mapped
+        # to occurred_at): one would silently win on every row.
+        raise KpiwatchError(
+            f"{path}: more than one column for {', '.join(repeated)}; keep one, or map the "
+            "other to another field with --columns (e.g. the creation date to placed_at)"
+        )
     if kind is None and "type" not in names:
         raise KpiwatchError(
             f"{path}: say what the rows are: a `type` column, or --kind order|ad_spend|inventory"

@@ -72,9 +72,9 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.api import Throttle, read_json
+from connectors.api import Throttle, read_json, scrub
 from connectors.base import EventSink, Page, RejectSink, SourceError
-from connectors.push import Recent, reject
+from connectors.push import PushReceiver, reject
 from rules.errors import InvalidEventError
 from streams.events import InventoryEvent, OrderEvent, OrderStatus, describe
 
@@ -87,12 +87,16 @@ ITEM_LIST_PATH: Final = "/api/v2/product/get_item_list"
 ITEM_INFO_PATH: Final = "/api/v2/product/get_item_base_info"
 MODEL_LIST_PATH: Final = "/api/v2/product/get_model_list"
 WINDOW: Final = timedelta(days=15)
+# An API host as the config file must give it: a scheme, a host name, no path.
+HOST: Final = r"^https?://[A-Za-z0-9.-]+(:\d+)?$"
 PAGE_SIZE: Final = 50  # get_order_detail's limit, so one list page is one detail call
 ITEM_PAGE_SIZE: Final = 50  # get_item_base_info's limit, so one list page is one info call
 TOKEN_MARGIN: Final = 300.0
 # Shopee names an expired or wrong access token in `error` (its own docs spell one of them
 # with a double e).
 TOKEN_ERRORS: Final = frozenset({"invalid_access_token", "invalid_acceess_token", "error_auth"})
+# Errors about the shop or the app, not one request: never a reason to skip a record.
+SHOP_ERRORS: Final = TOKEN_ERRORS | {"error_permission", "error_shop", "error_server", "error_busy"}
 
 STATUSES: Final[dict[str, OrderStatus]] = {
     "UNPAID": "placed",
@@ -137,8 +141,8 @@ class ShopeeShop(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    store_id: str
-    shop_id: int
+    store_id: str = Field(min_length=1)
+    shop_id: int = Field(gt=0)
     region: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
 
 
@@ -148,14 +152,14 @@ class ShopeeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    partner_id: int
-    host: str = "https://partner.shopeemobile.com"
+    partner_id: int = Field(gt=0)
+    host: str = Field(default="https://partner.shopeemobile.com", pattern=HOST)
     shops: list[ShopeeShop] = Field(min_length=1)
     # Where the orders feed starts on its first pass.
     start: AwareDatetime
     stock: bool = False
     # Exactly as registered in the console: it is part of what Shopee signs. None: no pushes.
-    callback_url: str | None = None
+    callback_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+(/\S*)?$")
     # The local path if a proxy rewrites it; by default the callback URL's path.
     push_path: str | None = None
 
@@ -164,6 +168,9 @@ class ShopeeConfig(BaseModel):
         ids = [shop.shop_id for shop in self.shops]
         if len(set(ids)) != len(ids):
             raise ValueError("two shops have the same shop_id")
+        stores = [shop.store_id for shop in self.shops]
+        if len(set(stores)) != len(stores):
+            raise ValueError("two shops have the same store_id")
         missing = [shop.store_id for shop in self.shops if shop.region is None]
         if self.stock and missing:
             raise ValueError(f"stock needs the region of every shop; missing for {missing}")
@@ -173,9 +180,16 @@ class ShopeeConfig(BaseModel):
 class ShopeeApiError(SourceError):
     """Shopee answered a call with an `error` (not a transport failure); `code` is that error."""
 
-    def __init__(self, where: str, reason: str, code: str) -> None:
+    def __init__(self, where: str, reason: str, code: str, status: int = 200) -> None:
         super().__init__(where, reason)
         self.code = code
+        self.status = status
+
+    @property
+    def refused(self) -> bool:
+        """A refusal of this request (a parameter, an order), not Shopee failing or the shop
+        not being ours to read (those fail the pass, whatever records it holds)."""
+        return self.status < 500 and self.code not in SHOP_ERRORS
 
 
 @dataclass
@@ -208,7 +222,8 @@ class ShopeeApi:
             if body.get("error") not in TOKEN_ERRORS:
                 break
             self._forget(token)
-        return _result(body, path, response.status_code)
+        # The access token is in the query: an error may quote it back.
+        return _result(body, path, response.status_code, (token, self.partner_key))
 
     def _forget(self, token: str) -> None:
         # Another caller may have refreshed meanwhile: drop only the token that failed.
@@ -252,6 +267,7 @@ class ShopeeApi:
         data = read_json(response, "shopee token refresh")
         if data.get("error") or not isinstance(data.get("access_token"), str):
             reason = f"{data.get('error')}: {data.get('message')}"
+            reason = scrub(reason, (self.refresh_token, self.partner_key))
             raise SourceError("shopee token refresh", f"HTTP {response.status_code}, {reason}")
         self._token = SecretStr(data["access_token"])
         self._expires = self.clock() + float(data.get("expire_in", 14400))
@@ -271,10 +287,14 @@ class ShopeeApi:
         return self.client.build_request("POST", self.host + path, params=query, json=body)
 
 
-def _result(body: dict[str, Any], path: str, status: int) -> dict[str, Any]:
+def _result(
+    body: dict[str, Any], path: str, status: int, hide: Sequence[SecretStr | str] = ()
+) -> dict[str, Any]:
     if body.get("error") or status != 200:
         reason = f"{body.get('error')}: {body.get('message')} (request_id {body.get('request_id')})"
-        raise ShopeeApiError(path, f"HTTP {status}, {reason}", str(body.get("error") or status))
+        reason = scrub(reason, hide)
+        code = str(body.get("error") or status)
+        raise ShopeeApiError(path, f"HTTP {status}, {reason}", code, status)
     response = body.get("response")
     if not isinstance(response, dict):
         raise SourceError(path, "answer has no response object")
@@ -321,7 +341,16 @@ class ShopeeOrdersSource:
 
     async def _page(self, state: _Cursor, number: int, until: int) -> tuple[Page, _Cursor, bool]:
         where = f"{self.name} get_order_list page {number} (from {state.time_from})"
-        listing = await self.api.get(ORDER_LIST_PATH, _list_params(state))
+        try:
+            listing = await self.api.get(ORDER_LIST_PATH, _list_params(state))
+        except ShopeeApiError as exc:
+            if not state.cursor or not exc.refused:
+                raise
+            # A saved page cursor goes stale (a restart long after): read the window again
+            # from its start; its orders repeat with the same ids, which count once.
+            log.warning("%s: cursor refused (%s); reading the window again", where, exc)
+            state = state.model_copy(update={"cursor": ""})
+            listing = await self.api.get(ORDER_LIST_PATH, _list_params(state))
         orders = listing.get("order_list")
         if not isinstance(orders, list):
             raise SourceError(where, "response has no order_list")
@@ -344,19 +373,51 @@ class ShopeeOrdersSource:
 async def order_details(
     api: ShopeeApi, numbers: list[str], where: str
 ) -> tuple[list[OrderEvent], list[InvalidEventError]]:
-    """get_order_detail for up to 50 order_sn, as events and the orders that would not map."""
+    """get_order_detail for up to 50 order_sn, as events and the orders that would not map.
+    If Shopee refuses the batch, each order is asked for on its own: one order it will not
+    give (a bad order_sn, one of another shop) is dead-lettered with the reason, and never
+    holds back the orders after it. If it refuses every order, the pass fails."""
     if not numbers:
         return [], []
-    params = {"order_sn_list": ",".join(numbers), "response_optional_fields": "item_list"}
-    detail = await api.get(ORDER_DETAIL_PATH, params)
+    try:
+        found = await _detail(api, numbers)
+        refused: list[InvalidEventError] = []
+    except ShopeeApiError as exc:
+        if not exc.refused:
+            raise
+        found, refused = await _one_by_one(api, numbers, where, exc)
     events: list[OrderEvent] = []
-    rejected: list[InvalidEventError] = []
-    for index, order in enumerate(detail.get("order_list") or []):
+    rejected: list[InvalidEventError] = list(refused)
+    for index, order in enumerate(found):
         try:
             events.append(order_event(order, api.shop, f"{where} order {index}"))
         except InvalidEventError as exc:
             rejected.append(exc)
     return events, rejected
+
+
+async def _detail(api: ShopeeApi, numbers: list[str]) -> list[Any]:
+    params = {"order_sn_list": ",".join(numbers), "response_optional_fields": "item_list"}
+    detail = await api.get(ORDER_DETAIL_PATH, params)
+    orders = detail.get("order_list") or []
+    return orders if isinstance(orders, list) else []
+
+
+async def _one_by_one(
+    api: ShopeeApi, numbers: list[str], where: str, first: ShopeeApiError
+) -> tuple[list[Any], list[InvalidEventError]]:
+    found: list[Any] = []
+    refused: list[InvalidEventError] = []
+    for number in numbers:
+        try:
+            found.extend(await _detail(api, [number]))
+        except ShopeeApiError as exc:
+            if not exc.refused:
+                raise
+            refused.append(InvalidEventError(f"{where} order {number}", exc.reason))
+    if len(refused) == len(numbers) > 1:
+        raise first  # every order refused: the shop's problem, not one record's
+    return found, refused
 
 
 def _list_params(state: _Cursor) -> dict[str, str]:
@@ -388,6 +449,8 @@ def order_event(order: Any, shop: ShopeeShop, source: str) -> OrderEvent:
             {
                 "event_id": f"shopee:{order['order_sn']}:{order.get('update_time')}",
                 "occurred_at": _when(order.get("update_time")),
+                # In the hour it was created, even when first read after a later update.
+                "placed_at": _when(order.get("create_time")),
                 "platform": "shopee",
                 "marketplace": order.get("region"),
                 "store_id": shop.store_id,
@@ -644,7 +707,7 @@ def _count(value: Any) -> int:
 # --- Push Mechanism -----------------------------------------------------------------------
 
 
-class ShopeePush:
+class ShopeePush(PushReceiver):
     """The push endpoint: POST `path`. An order status push (code 3) is turned into the
     order's current state by get_order_detail through the shop's ShopeeApi and handed to the
     sink before we answer 200; if that fails within `timeout` we answer 503 and Shopee's retry
@@ -667,13 +730,11 @@ class ShopeePush:
     ) -> None:
         if not 0 < timeout < PUSH_TIMEOUT:
             raise ValueError(f"timeout must be under Shopee's {PUSH_TIMEOUT:.0f}s, got {timeout}")
+        super().__init__(path or httpx.URL(callback_url).path or "/", remember=remember)
         self._url, self._key = callback_url, push_key
         self._apis = {api.shop.shop_id: api for api in apis}
         self._sink, self._on_rejected, self._timeout = sink, on_rejected, timeout
-        self._seen = Recent(remember)
-        self._in_flight: set[str] = set()
-        self.path = path or httpx.URL(callback_url).path or "/"
-        self.duplicates = self.ignored = self.unknown_shops = 0
+        self.ignored = self.unknown_shops = 0
 
     @classmethod
     def from_config(
@@ -695,11 +756,6 @@ class ShopeePush:
             on_rejected=on_rejected,
             path=config.push_path,
         )
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post(self.path, self.handle)
-        return app
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -728,23 +784,17 @@ class ShopeePush:
             return _ok()
         # Shopee gives a push no id: the change itself (order, status, time) is the key.
         key = f"{shop_id}:{order_sn}:{data.get('status')}:{data.get('update_time')}"
-        if key in self._seen or key in self._in_flight:
-            self.duplicates += 1
+        if self.repeated(key):
             return _ok()
         api = self._apis.get(shop_id)
         if api is None:
             log.error("shopee order push for unconfigured shop_id %s; ignored", shop_id)
             self.unknown_shops += 1
             return _ok()
-        self._in_flight.add(key)
-        try:
-            delivered = await self._deliver(api, order_sn)
-        finally:
-            self._in_flight.discard(key)
-        if not delivered:
-            return web.Response(status=503)
-        self._seen.add(key)
-        return _ok()
+        return await self.once(key, lambda: self._answer(api, order_sn))
+
+    async def _answer(self, api: ShopeeApi, order_sn: str) -> web.Response:
+        return _ok() if await self._deliver(api, order_sn) else web.Response(status=503)
 
     async def _deliver(self, api: ShopeeApi, order_sn: str) -> bool:
         where = f"shopee order_status_push shop {api.shop.shop_id}"

@@ -2,6 +2,13 @@
 deliveries by X-Shopify-Webhook-Id, and turns orders/create, orders/updated, refunds/create and
 inventory_levels/update into our events.
 
+An app's webhooks are signed with the app's client secret; webhooks a merchant creates in the
+shop's admin (Settings > Notifications > Webhooks) are signed with a secret of that shop. Each
+shop may name its own secret; the app's is used for the shops that do not.
+
+An order counts in the hour it was created (`placed_at`), whatever delivery brings it first;
+gift card lines are not sales (the card's value is counted when it is spent).
+
 Shopify waits 5 seconds for a 2xx and otherwise retries (8 times over 4 hours). We answer 200
 only once the sink has taken the events (the sink returns when Kafka acknowledged them), within
 `handoff_timeout`; if that fails we answer 503, so Shopify's retry, not our memory, is what
@@ -16,13 +23,13 @@ import hmac
 import json
 import logging
 from decimal import Decimal
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from connectors.base import EventSink, RejectSink
-from connectors.push import Recent, hand_off, reject
+from connectors.push import PushReceiver, hand_off, reject
 from rules.errors import InvalidEventError
 from streams.events import Event, InventoryEvent, OrderEvent, OrderStatus, describe
 
@@ -51,18 +58,45 @@ class ShopifyShop(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    store_id: str
+    store_id: str = Field(min_length=1)
     marketplace: str = Field(pattern=r"^[A-Z]{2}$")
-    warehouse: str = "own"
-    inventory_skus: dict[str, str] = Field(default_factory=dict)
+    # What our inventory events accept: any other word would dead-letter every stock update.
+    warehouse: Literal["fba", "3pl", "own"] = "own"
+    # inventory_item_id (digits) -> SKU.
+    inventory_skus: dict[Annotated[str, Field(pattern=r"^\d{1,20}$")], str] = Field(
+        default_factory=dict
+    )
+
+
+SHOP_DOMAIN: Final = r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$"
 
 
 class ShopifyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    secret: SecretStr
+    # The app's client secret; None when every shop has its own.
+    secret: SecretStr | None = None
     # Keyed by X-Shopify-Shop-Domain (`example.myshopify.com`).
-    shops: dict[str, ShopifyShop]
+    shops: dict[Annotated[str, Field(pattern=SHOP_DOMAIN)], ShopifyShop]
+    # Per shop domain: the secret of webhooks created in that shop's admin.
+    shop_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _a_secret_for_every_shop(self) -> ShopifyConfig:
+        unknown = sorted(self.shop_secrets.keys() - self.shops.keys())
+        if unknown:
+            raise ValueError(f"shop_secrets: no shop {', '.join(unknown)}")
+        if self.secret is None:
+            missing = sorted(self.shops.keys() - self.shop_secrets.keys())
+            if missing:
+                raise ValueError(
+                    f"no secret for shop(s) {', '.join(missing)}: give one each or the app's"
+                )
+        return self
+
+    def secret_for(self, domain: str) -> SecretStr | None:
+        """The secret that signs `domain`'s webhooks: its own, else the app's."""
+        return self.shop_secrets.get(domain, self.secret)
 
 
 def order_status(order: dict[str, Any]) -> OrderStatus:
@@ -85,6 +119,9 @@ def order_event(order: Any, shop: ShopifyShop, source: str) -> OrderEvent:
             {
                 "event_id": f"shopify:{order['id']}:{order.get('updated_at')}",
                 "occurred_at": order.get("updated_at") or order.get("created_at"),
+                # An order first delivered by orders/updated (a webhook added later, an edit)
+                # still belongs to the hour it was created.
+                "placed_at": order.get("created_at"),
                 "platform": "shopify",
                 "marketplace": shop.marketplace,
                 "store_id": shop.store_id,
@@ -103,6 +140,8 @@ def order_event(order: Any, shop: ShopifyShop, source: str) -> OrderEvent:
 def _line(item: dict[str, Any], order: dict[str, Any]) -> list[dict[str, Any]]:
     if not item.get("quantity"):
         return []  # removed by an order edit
+    if item.get("gift_card"):
+        return []  # selling a gift card is no sale of goods; spending it is
     shop_money = (item.get("price_set") or {}).get("shop_money") or {}
     return [
         {
@@ -156,7 +195,7 @@ def events_for(topic: str, payload: Any, shop: ShopifyShop, source: str) -> list
     return []
 
 
-class ShopifyWebhooks:
+class ShopifyWebhooks(PushReceiver):
     """The endpoint: POST `path`, one handler for every topic (X-Shopify-Topic)."""
 
     def __init__(
@@ -169,40 +208,29 @@ class ShopifyWebhooks:
         remember: int = 100_000,
         path: str = "/webhooks/shopify",
     ) -> None:
+        super().__init__(path, remember=remember, max_body=MAX_BODY)
         self._config, self._sink, self._on_rejected = config, sink, on_rejected
         self._timeout = handoff_timeout
-        self._seen = Recent(remember)
-        self._in_flight: set[str] = set()
-        self.path = path
-        self.duplicates = 0
-
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_post(self.path, self.handle)
-        return app
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        if not verify(self._config.secret, body, request.headers.get("X-Shopify-Hmac-Sha256")):
+        domain = request.headers.get("X-Shopify-Shop-Domain", "")
+        secret = self._config.secret_for(domain)
+        header = request.headers.get("X-Shopify-Hmac-Sha256")
+        if secret is None or not verify(secret, body, header):
             return web.Response(status=401, text="bad signature")
         webhook_id = request.headers.get("X-Shopify-Webhook-Id", "")
-        if webhook_id and (webhook_id in self._seen or webhook_id in self._in_flight):
-            self.duplicates += 1
+        if self.repeated(webhook_id):
             return web.Response(status=200, text="duplicate")
-        shop = self._config.shops.get(request.headers.get("X-Shopify-Shop-Domain", ""))
+        shop = self._config.shops.get(domain)
         if shop is None:
             # Signed with our secret but for a shop nobody configured: a setup mistake.
             log.error(
                 "webhook for unconfigured shop %s", request.headers.get("X-Shopify-Shop-Domain")
             )
             return web.Response(status=404, text="unknown shop")
-        self._in_flight.add(webhook_id)
-        try:
-            return await self._deliver(
-                request.headers.get("X-Shopify-Topic", ""), body, shop, webhook_id
-            )
-        finally:
-            self._in_flight.discard(webhook_id)
+        topic = request.headers.get("X-Shopify-Topic", "")
+        return await self.once(webhook_id, lambda: self._deliver(topic, body, shop, webhook_id))
 
     async def _deliver(
         self, topic: str, body: bytes, shop: ShopifyShop, webhook_id: str
@@ -216,8 +244,6 @@ class ShopifyWebhooks:
             return web.Response(status=200, text="rejected")
         if not await hand_off(self._sink, events, self._timeout, source):
             return web.Response(status=503, text="try again")
-        if webhook_id:
-            self._seen.add(webhook_id)
         return web.Response(status=200, text="ok")
 
 

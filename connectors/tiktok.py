@@ -60,15 +60,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import httpx
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
-from connectors.api import Throttle, read_json
+from connectors.api import Throttle, read_json, scrub
 from connectors.base import EventSink, Page, RejectSink, SourceError
-from connectors.push import Recent, reject
+from connectors.push import PushReceiver, reject
 from rules.errors import InvalidEventError
 from streams.events import Event, InventoryEvent, OrderEvent, OrderStatus, describe
 
@@ -90,6 +98,8 @@ TOKEN_EXPIRED: Final = 105002
 INVALID_CREDENTIALS: Final = 36009004
 RATE_LIMITED: Final = frozenset({36009002, 36009037})
 ORDER_STATUS_CHANGE: Final = 1
+# An API host as the config file must give it: https, a host name, no path.
+HOST: Final = r"^https?://[A-Za-z0-9.-]+(:\d+)?$"
 MAX_BODY: Final = 1024 * 1024
 
 STATUSES: Final[dict[str, OrderStatus]] = {
@@ -136,7 +146,7 @@ class TikTokShop(BaseModel):
     shop_id: str = Field(min_length=1)
     shop_cipher: str = Field(min_length=1)
     marketplace: str = Field(pattern=r"^[A-Z]{2}$")
-    product_ids: list[str] = Field(default_factory=list)
+    product_ids: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     # Warehouses run by Fulfilled by TikTok (Get Warehouse List); all others count as "own".
     fbt_warehouse_ids: list[str] = Field(default_factory=list)
 
@@ -148,9 +158,18 @@ class TikTokConfig(BaseModel):
 
     app_key: str = Field(min_length=1)
     shops: list[TikTokShop] = Field(min_length=1)
-    api_host: str = API_HOST
-    auth_host: str = AUTH_HOST
+    api_host: str = Field(default=API_HOST, pattern=HOST)
+    auth_host: str = Field(default=AUTH_HOST, pattern=HOST)
     start: AwareDatetime
+
+    @model_validator(mode="after")
+    def _unique(self) -> TikTokConfig:
+        for name in ("store_id", "shop_id"):
+            values = [getattr(shop, name) for shop in self.shops]
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"shops: {name} listed more than once: {', '.join(repeated)}")
+        return self
 
 
 @dataclass
@@ -238,7 +257,13 @@ class TikTokApi:
     async def _refresh(self) -> None:
         where = f"tiktok token refresh ({self.shop.store_id})"
         response = await self.throttle.send(self.client, self._refresh_request)
-        data = _data(read_json(response, where), where, response.status_code)
+        try:
+            # The refresh sends app_secret and the refresh token in the query.
+            hide = (self.app_secret, self.refresh_token)
+            data = _data(read_json(response, where), where, response.status_code, hide)
+        except TikTokApiError as exc:
+            # The shop's credentials, not one request: never a reason to skip a record.
+            raise SourceError(where, exc.reason) from exc
         token, expires = data.get("access_token"), data.get("access_token_expire_in")
         if not isinstance(token, str) or not isinstance(expires, int):
             raise SourceError(where, "answer has no access_token / access_token_expire_in")
@@ -269,11 +294,29 @@ def _token_rejected(envelope: dict[str, Any]) -> bool:
     return code == INVALID_CREDENTIALS and "access_token" in str(envelope.get("message"))
 
 
-def _data(envelope: dict[str, Any], where: str, status: int) -> dict[str, Any]:
+class TikTokApiError(SourceError):
+    """TikTok refused a call (a non-zero code), as opposed to a transport failure."""
+
+    def __init__(self, where: str, reason: str, code: Any, status: int) -> None:
+        super().__init__(where, reason)
+        self.code = code
+        self.status = status
+
+    @property
+    def refused(self) -> bool:
+        """A refusal of this request (a bad parameter, an unknown id), not TikTok failing or
+        the shop's credentials."""
+        return self.status < 500 and self.code not in (TOKEN_EXPIRED, INVALID_CREDENTIALS)
+
+
+def _data(
+    envelope: dict[str, Any], where: str, status: int, hide: Sequence[SecretStr] = ()
+) -> dict[str, Any]:
     code = envelope.get("code")
     if code != 0 or status != 200:
         reason = f"code {code}: {envelope.get('message')} (request_id {envelope.get('request_id')})"
-        raise SourceError(where, f"HTTP {status}, {reason}")
+        reason = scrub(reason, hide)
+        raise TikTokApiError(where, f"HTTP {status}, {reason}", code, status)
     data = envelope.get("data")
     if not isinstance(data, dict):
         raise SourceError(where, "answer has no data object")
@@ -321,7 +364,16 @@ class TikTokOrdersSource:
 
     async def _page(self, state: _OrderCursor, number: int) -> tuple[Page, _OrderCursor]:
         where = f"{self.name} orders/search page {number} (from {state.update_ge})"
-        data = await self.api.call("POST", ORDER_SEARCH_PATH, _search_params(state), _window(state))
+        try:
+            data = await self._search(state)
+        except TikTokApiError as exc:
+            if not state.page_token or not exc.refused:
+                raise
+            # A saved page token goes stale (a restart hours later): without it the window
+            # is read again from its start; its orders repeat with the same ids, counted once.
+            log.warning("%s: page token refused (%s); reading the window again", where, exc)
+            state = state.model_copy(update={"page_token": ""})
+            data = await self._search(state)
         events, rejected = _map_orders(_orders_of(data, where), self.api.shop, where)
         token = data.get("next_page_token")
         if token:
@@ -329,6 +381,9 @@ class TikTokOrdersSource:
         else:
             state = _OrderCursor(update_ge=state.update_lt or state.update_ge)
         return Page(events, state.model_dump_json(), rejected), state
+
+    async def _search(self, state: _OrderCursor) -> dict[str, Any]:
+        return await self.api.call("POST", ORDER_SEARCH_PATH, _search_params(state), _window(state))
 
 
 def _search_params(state: _OrderCursor) -> dict[str, str]:
@@ -391,6 +446,8 @@ def _order_fields(order: dict[str, Any], shop: TikTokShop, status: OrderStatus) 
     return {
         "event_id": f"tiktok:{order['id']}:{order.get('update_time')}",
         "occurred_at": _when(order.get("update_time")),
+        # In the hour it was created, even when first read after a later update.
+        "placed_at": _when(order.get("create_time")),
         "platform": "tiktok",
         "marketplace": shop.marketplace,
         "store_id": shop.store_id,
@@ -411,6 +468,8 @@ def _lines(items: list[dict[str, Any]], *, keep_cancelled: bool) -> list[dict[st
     for item in items:
         if item.get("display_status") == "CANCELLED" and not keep_cancelled:
             continue
+        if item.get("is_gift") is True:
+            continue  # a free gift that came with the order: units, but no sale
         sku = item.get("seller_sku") or f"sku:{item['sku_id']}"
         units[(sku, str(item["sale_price"]), str(item.get("currency")))] += 1
     return [
@@ -449,13 +508,42 @@ class TikTokInventorySource:
             state = _InventoryCursor(as_of=int(self.now().timestamp()))
         for number in range(state.batch, len(batches)):
             where = f"{self.name} inventory/search batch {number + 1}"
-            data = await self.api.call("POST", INVENTORY_PATH, {}, {"product_ids": batches[number]})
-            inventory = data.get("inventory")
-            if not isinstance(inventory, list):
-                raise SourceError(where, "data has no inventory list")
+            inventory, refused = await self._inventory(batches[number], where)
             events, rejected = _map_inventory(inventory, self.api.shop, state.as_of, where)
             state = state.model_copy(update={"batch": number + 1})
-            yield Page(events, state.model_dump_json(), rejected)
+            yield Page(events, state.model_dump_json(), [*refused, *rejected])
+
+    async def _inventory(
+        self, product_ids: list[str], where: str
+    ) -> tuple[list[Any], list[InvalidEventError]]:
+        """The batch's inventory; if TikTok refuses the batch, each product on its own, so one
+        bad product id (deleted, not this shop's) is dead-lettered instead of stopping the
+        feed at this batch for ever. If every product is refused, the shop is: the pass fails."""
+        try:
+            return await self._search_inventory(product_ids, where), []
+        except TikTokApiError as exc:
+            if not exc.refused:
+                raise
+            first = exc
+        found: list[Any] = []
+        refused: list[InvalidEventError] = []
+        for product_id in product_ids:
+            try:
+                found.extend(await self._search_inventory([product_id], where))
+            except TikTokApiError as exc:
+                if not exc.refused:
+                    raise
+                refused.append(InvalidEventError(f"{where} product {product_id}", exc.reason))
+        if len(refused) == len(product_ids) > 1:
+            raise first  # every product refused: the shop's problem, not one product's
+        return found, refused
+
+    async def _search_inventory(self, product_ids: list[str], where: str) -> list[Any]:
+        data = await self.api.call("POST", INVENTORY_PATH, {}, {"product_ids": product_ids})
+        inventory = data.get("inventory")
+        if not isinstance(inventory, list):
+            raise SourceError(where, "data has no inventory list")
+        return inventory
 
 
 def _map_inventory(
@@ -532,7 +620,7 @@ def _inventory_fields(
 # --- webhooks -------------------------------------------------------------------------------
 
 
-class TikTokWebhooks:
+class TikTokWebhooks(PushReceiver):
     """POST `path`: verifies Authorization, drops repeated tts_notification_ids, and for an
     ORDER_STATUS_CHANGE fetches the order (the push names only its id and status) and hands
     its OrderEvent off before answering 200; a failed fetch or hand-off answers 503, so
@@ -550,19 +638,11 @@ class TikTokWebhooks:
         remember: int = 100_000,
         path: str = "/webhooks/tiktok",
     ) -> None:
+        super().__init__(path, remember=remember, max_body=MAX_BODY)
         self._app_key, self._secret = app_key, app_secret
         self._apis = {api.shop.shop_id: api for api in apis}
         self._sink, self._on_rejected = sink, on_rejected
         self._timeout = timeout
-        self._seen = Recent(remember)
-        self._in_flight: set[str] = set()
-        self.path = path
-        self.duplicates = 0
-
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_post(self.path, self.handle)
-        return app
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -576,14 +656,9 @@ class TikTokWebhooks:
             await reject(self._on_rejected, exc)
             return web.Response(status=200)
         key = str(notice.get("tts_notification_id") or "")
-        if key and (key in self._seen or key in self._in_flight):
-            self.duplicates += 1
+        if self.repeated(key):
             return web.Response(status=200)
-        self._in_flight.add(key)
-        try:
-            return await self._deliver(notice, key)
-        finally:
-            self._in_flight.discard(key)
+        return await self.once(key, lambda: self._deliver(notice, key))
 
     async def _deliver(self, notice: dict[str, Any], key: str) -> web.Response:
         if notice.get("type") == ORDER_STATUS_CHANGE:
@@ -593,8 +668,6 @@ class TikTokWebhooks:
                 return web.Response(status=404)
             if not await self._order_change(api, notice, key):
                 return web.Response(status=503)
-        if key:
-            self._seen.add(key)
         return web.Response(status=200)
 
     async def _order_change(self, api: TikTokApi, notice: dict[str, Any], key: str) -> bool:

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Final, Literal
 
 Unit = Literal["ratio", "money", "count", "days", "flag"]
-Family = Literal["orders", "ads", "inventory"]
+Family = Literal["orders", "ads", "inventory", "feed"]
 ScopeLabel = Literal["platform", "marketplace", "store", "sku", "campaign", "team"]
 WindowName = Literal["1h", "24h", "1d", "7d", "28d", "mtd"]
 
@@ -178,6 +178,25 @@ CATALOG: Final[Mapping[str, KpiSpec]] = {
             "month-to-date gmv / monthly target",
             ("mtd",),
             "mtd",
+        ),
+        # A connector's own reports (feed events): "the feed is broken" rather than "no sales".
+        _spec(
+            "feed_syncs",
+            "count",
+            frozenset({STORE}),
+            {"feed"},
+            "passes a connector completed over the store's feeds",
+            ("1h", "24h", "1d"),
+            "1h",
+        ),
+        _spec(
+            "feed_failures",
+            "count",
+            frozenset({STORE}),
+            {"feed"},
+            "passes over the store's feeds that failed after retries",
+            ("1h", "24h", "1d"),
+            "1h",
         ),
         _spec(
             "pace",

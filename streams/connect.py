@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from connectors.base import Page, RunStats, Source, poll_forever, run_source
 from connectors.checkpoint import RedisCheckpoints
 from connectors.kafka import Coalescer, EventProducer, ensure_topics
 from rules.errors import ConfigError, InvalidEventError, Problem, ServiceError
-from rules.yamlfile import line_of, parse_yaml, plain, problems_of
+from rules.yamlfile import line_of, parse_yaml, plain, problems_of, read_text
 from sinks.config import unresolved
 from streams.events import EVENTS_TOPIC, Event
 from streams.metrics import BrokerWatch
@@ -59,10 +60,7 @@ def load_section(
     if kind is None:
         known = ", ".join(sorted(SOURCES))
         raise ConfigError([Problem(str(path), None, f"unknown source {name!r} (known: {known})")])
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([Problem(str(path), None, f"cannot read: {exc.strerror}")]) from exc
+    text = read_text(path)
     return kind, _section(text, str(path), kind, os.environ if environ is None else environ)
 
 
@@ -79,7 +77,9 @@ def _section(text: str, source: str, kind: SourceKind, environ: Mapping[str, str
         if key not in known
     ]
     if not isinstance(document, dict) or kind.key not in document:
-        problems.append(Problem(source, None, f"no '{kind.key}:' section in the file"))
+        # Where the sections start (a misspelt one is reported above, on its own line).
+        line = line_of(document, (kind.key,)) or 1
+        problems.append(Problem(source, line, f"no '{kind.key}:' section in the file"))
         raise ConfigError(problems)
     try:
         section = kind.model.model_validate(plain(document[kind.key]))
@@ -187,6 +187,9 @@ class Producing:
         )
         # Pushes come an event at a time: a store's events of ~100 ms share a message.
         self._pushes = Coalescer(producer.send_acknowledged, linger=PUSH_LINGER_S)
+        # At 0 from the start, so that "no failure" is a 0 on a dashboard, not a gap.
+        metrics.rejected.labels(name)
+        metrics.failures.labels(name)
 
     async def events(self, events: Sequence[Event]) -> None:
         try:
@@ -201,6 +204,8 @@ class Producing:
         try:
             await self._pushes.submit(events)
         except KafkaError as exc:
+            # A receiver's failed pass: the platform retries the push.
+            self._metrics.failures.labels(self._name).inc()
             raise ServiceError(f"Kafka did not take {len(events)} event(s): {exc!r}") from exc
         self._metrics.produced(self._name, events)
         for store in {event.store_id for event in events}:
@@ -221,8 +226,16 @@ class Producing:
 
 
 async def connect(name: str, config: Path, settings: Settings, options: Options) -> int:
-    """Run source `name` as `config` describes; the process exit code."""
-    kind, section = load_section(config, name)
+    """Run source `name` as `config` describes; the process exit code (2: the file is wrong,
+    every problem printed with file:line)."""
+    try:
+        kind, section = load_section(config, name)
+    except ConfigError as exc:
+        # The command's generic report would call these "problem(s) in the rules".
+        print(f"kpiwatch connect: {len(exc.problems)} problem(s) in {config}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     if not settings.redis_url:
         raise ServiceError(
             "kpiwatch connect keeps its cursors in Redis: set KPIWATCH_REDIS_URL "
@@ -247,9 +260,13 @@ async def connect(name: str, config: Path, settings: Settings, options: Options)
                 client, checkpoints, producing.events, producing.rejected, producing.received
             )
             built = await kind.build(section, context)
-            if options.once:
-                return await _once(built, context, metrics)
-            return await _forever(built, section, context, metrics, options)
+            try:
+                if options.once:
+                    return await _once(built, context, metrics)
+                return await _forever(built, section, context, metrics, options)
+            finally:
+                for close in built.closers:
+                    await close()
     finally:
         if watching is not None:
             watching.cancel()
@@ -272,6 +289,7 @@ async def _once(built: Built, context: Context, metrics: ConnectorMetrics) -> in
                 on_rejected=context.on_rejected,
                 stats=stats,
                 on_page=metrics.page,
+                feed=built.feeds.get(source.name),
             )
         except ServiceError as exc:
             failed += 1
@@ -304,11 +322,15 @@ async def _forever(
                 on_rejected=context.on_rejected,
                 on_page=metrics.page,
                 on_failure=metrics.failed,
+                feed=built.feeds.get(source.name),
             ),
             name=source.name,
         )
         for source in built.sources
     ]
+    tasks += [asyncio.create_task(c.run(), name=type(c).__name__) for c in built.consumers]
+    for source in built.sources:
+        metrics.failures.labels(source.name)
     log.info(
         "connect: %d polled source(s), %d receiver(s) on %s:%d; metrics on %s:%d",
         len(tasks),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -24,8 +25,10 @@ from typing import Annotated, Any, Final, Literal
 import iso4217
 import pydantic_core
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     NonNegativeInt,
@@ -40,8 +43,10 @@ from pydantic import (
 from rules.errors import InvalidEventError
 
 Platform = Literal["amazon", "walmart", "shopify", "shopee", "lazada", "tiktok", "rakuten", "yahoo"]
-EventKind = Literal["order", "ad_spend", "inventory"]
+EventKind = Literal["order", "ad_spend", "inventory", "feed"]
 OrderStatus = Literal["placed", "shipped", "delivered", "cancelled", "returned", "refunded"]
+# The feeds a connector reads for a store; a FeedEvent reports on one of them.
+FeedName = Literal["orders", "ads", "inventory"]
 
 # The topic every kind of event goes to (before any deployment prefix).
 EVENTS_TOPIC: Final = "events"
@@ -58,7 +63,10 @@ TOPICS: Final[dict[EventKind, str]] = {
 MAX_AMOUNT: Final = Decimal("100000000")
 MAX_QUANTITY: Final = 100_000
 MAX_LINES: Final = 1_000
+MAX_COUNT: Final = 10**12  # impressions, clicks, attributed orders of one report
 MIN_YEAR, MAX_YEAR = 2000, 2100
+# A reason quotes what it refused: a 1 MiB currency code must not make a 1 MiB reason.
+MAX_REASON: Final = 500
 
 # No control characters: ids go into table keys joined by one (streams.kpi.SEP), and into logs.
 Text = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -68,6 +76,19 @@ def _sane_time(value: datetime) -> datetime:
     if not MIN_YEAR <= value.year <= MAX_YEAR:
         raise ValueError(f"year {value.year} is outside {MIN_YEAR}..{MAX_YEAR}")
     return value
+
+
+def _not_bool(value: Any) -> Any:
+    # pydantic reads JSON true as 1: a flag where a count belongs is a producer's bug.
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, not true or false")
+    return value
+
+
+# Every timestamp, not only occurred_at: a stock snapshot "as of" year 9999 would otherwise win
+# over every real one, and an ad interval in year 1 would be bucketed there.
+Moment = Annotated[AwareDatetime, AfterValidator(_sane_time)]
+Count = Annotated[NonNegativeInt, BeforeValidator(_not_bool)]
 
 
 class _Strict(BaseModel):
@@ -141,7 +162,7 @@ class EventBase(_Strict):
 
 class OrderLine(_Strict):
     sku: Text
-    quantity: Annotated[PositiveInt, Field(le=MAX_QUANTITY)]
+    quantity: Annotated[PositiveInt, BeforeValidator(_not_bool), Field(le=MAX_QUANTITY)]
     unit_price: Money
 
 
@@ -149,15 +170,22 @@ class OrderEvent(EventBase):
     type: Literal["order"] = "order"
     order_id: Text
     status: OrderStatus
-    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_LINES)]
+    # Empty only for a cancellation: a platform may report a cancelled order without its
+    # lines (Amazon: QuantityOrdered 0); it still takes the order out of its day.
+    lines: Annotated[list[OrderLine], Field(max_length=MAX_LINES)]
     fulfillment_channel: Literal["marketplace", "merchant"] = "merchant"
-    ship_by: AwareDatetime | None = None
-    shipped_at: AwareDatetime | None = None
+    ship_by: Moment | None = None
+    shipped_at: Moment | None = None
+    # When the buyer placed the order, if the platform says (Amazon's PurchaseDate): the order
+    # counts in that hour and day; occurred_at stays the version (the newest status wins).
+    placed_at: Moment | None = None
     # Test and brushing orders are recorded but never counted in a KPI.
     is_test: bool = False
 
     @model_validator(mode="after")
     def _one_currency(self) -> OrderEvent:
+        if not self.lines and self.status != "cancelled":
+            raise ValueError("lines: an order needs at least one line unless it is cancelled")
         currencies = {line.unit_price.currency for line in self.lines}
         if len(currencies) > 1:
             raise ValueError(f"order lines mix currencies {sorted(currencies)}")
@@ -165,20 +193,21 @@ class OrderEvent(EventBase):
 
     @property
     def currency(self) -> str:
-        return self.lines[0].unit_price.currency
+        """The lines' currency; "" for a cancellation that carries no lines."""
+        return self.lines[0].unit_price.currency if self.lines else ""
 
 
 class AdSpendEvent(EventBase):
     type: Literal["ad_spend"] = "ad_spend"
     campaign_id: Text
     sku: Text | None = None
-    interval_start: AwareDatetime
-    interval_end: AwareDatetime
-    impressions: NonNegativeInt
-    clicks: NonNegativeInt
+    interval_start: Moment
+    interval_end: Moment
+    impressions: Annotated[Count, Field(le=MAX_COUNT)]
+    clicks: Annotated[Count, Field(le=MAX_COUNT)]
     spend: Money
     attributed_sales: Money
-    attributed_orders: NonNegativeInt
+    attributed_orders: Annotated[Count, Field(le=MAX_COUNT)]
 
     @model_validator(mode="after")
     def _consistent(self) -> AdSpendEvent:
@@ -193,13 +222,25 @@ class InventoryEvent(EventBase):
     type: Literal["inventory"] = "inventory"
     sku: Text
     warehouse: Literal["fba", "3pl", "own"]
-    available: Annotated[NonNegativeInt, Field(le=10_000_000)]
-    inbound: Annotated[NonNegativeInt, Field(le=10_000_000)] = 0
-    reserved: Annotated[NonNegativeInt, Field(le=10_000_000)] = 0
-    as_of: AwareDatetime
+    available: Annotated[Count, Field(le=10_000_000)]
+    inbound: Annotated[Count, Field(le=10_000_000)] = 0
+    reserved: Annotated[Count, Field(le=10_000_000)] = 0
+    as_of: Moment
 
 
-Event = OrderEvent | AdSpendEvent | InventoryEvent
+class FeedEvent(EventBase):
+    """A connector's report on one pass over one store's feed: `ok` (the feed was read up to
+    now, whatever it held) or `failed` (with the reason). It carries no sales: it lets rules
+    tell "the feed is broken" from "the store sold nothing", and marks when a store's feed
+    began, so that silence is only judged once a feed has been watched long enough."""
+
+    type: Literal["feed"] = "feed"
+    feed: FeedName
+    status: Literal["ok", "failed"]
+    reason: Annotated[str, Field(max_length=MAX_REASON)] | None = None
+
+
+Event = OrderEvent | AdSpendEvent | InventoryEvent | FeedEvent
 _Tagged = Annotated[Event, Field(discriminator="type")]
 _ANY_EVENT: Final[TypeAdapter[Event]] = TypeAdapter(_Tagged)
 _MANY_EVENTS: Final[TypeAdapter[list[Event]]] = TypeAdapter(list[_Tagged])
@@ -207,6 +248,7 @@ _BY_KIND: Final[dict[EventKind, TypeAdapter[Any]]] = {
     "order": TypeAdapter(OrderEvent),
     "ad_spend": TypeAdapter(AdSpendEvent),
     "inventory": TypeAdapter(InventoryEvent),
+    "feed": TypeAdapter(FeedEvent),
 }
 
 
@@ -223,8 +265,20 @@ def decode(raw: bytes | str, source: str, kind: EventKind | None = None) -> Even
             return _ANY_EVENT.validate_json(raw)
         event: Event = _BY_KIND[kind].validate_json(raw)
     except ValidationError as exc:
-        raise InvalidEventError(source, _reason(exc, raw, kind)) from exc
+        raise InvalidEventError(source, _clip(_reason(exc, raw, kind))) from exc
     return event
+
+
+def _clip(reason: str) -> str:
+    """A reason fit to print: it quotes the event, whose keys and values may hold control
+    characters (a terminal acts on them) and be of any length."""
+    reason = _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", reason)
+    if len(reason) <= MAX_REASON:
+        return reason
+    return f"{reason[:MAX_REASON]}... ({len(reason)} characters)"
+
+
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def decode_message(
@@ -282,7 +336,7 @@ def _reason(exc: ValidationError, raw: bytes | str, kind: EventKind | None) -> s
 
 
 _NOT_AN_OBJECT: Final = ("model_type", "model_attributes_type", "dict_type")
-KINDS: Final[tuple[EventKind, ...]] = ("order", "ad_spend", "inventory")
+KINDS: Final[tuple[EventKind, ...]] = ("order", "ad_spend", "inventory", "feed")
 
 
 def _json_kind(raw: bytes | str) -> str:

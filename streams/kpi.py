@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from rules.errors import InvalidEventError
 from rules.kpis import CAMPAIGN, LEVEL_LABELS, LEVEL_NAMES, MARKETPLACE, ROLLUPS, SKU, STORE, Level
-from streams.events import AdSpendEvent, Event, OrderEvent, minor_unit_exponent
+from streams.events import AdSpendEvent, Event, FeedEvent, OrderEvent, minor_unit_exponent
 from streams.reference import Reference
 from streams.state import DAY, HOUR, META, RS, SEP, STOCK, StateStore, marker, state_key, store_key
 from streams.windows import epoch_us, hour_day, hour_of_day, hour_start, marketplace_zone
@@ -50,6 +50,11 @@ RETURNED: Final = frozenset({"returned", "refunded"})
 ORDERS: Final = frozenset({"orders"})
 ADS: Final = frozenset({"ads"})
 STOCK_FAMILY: Final = frozenset({"inventory"})
+FEED_FAMILY: Final = frozenset({"feed"})
+# A connector's passes per store and feed, counted per hour and day under these prefixes
+# (`feed_ok.orders`); feed events are kept per hour under "f" so a repeat counts once.
+FEED_OK: Final = "feed_ok."
+FEED_FAILED: Final = "feed_failed."
 SKU_PREFIX: Final = "s" + SEP
 CAMPAIGN_PREFIX: Final = "c" + SEP
 
@@ -162,6 +167,8 @@ class Fact:
     moment: datetime  # the time lateness is judged by (interval start for ads)
     occurred_us: int
     moment_us: int
+    # Orders: when the order was placed (placed_at, else occurred_at), epoch microseconds.
+    placed_us: int = 0
 
 
 def facts(event: Event, stores: Stores) -> Fact:
@@ -170,8 +177,24 @@ def facts(event: Event, stores: Stores) -> Fact:
     at_us = epoch_us(at)
     if isinstance(event, OrderEvent):
         body = _order_body(event, stores.reference)
+        placed = at_us if event.placed_at is None else epoch_us(event.placed_at)
         return Fact(
-            store, event.event_id, at, at_us, "order", event.order_id, body, at, at_us, at_us
+            store,
+            event.event_id,
+            at,
+            at_us,
+            "order",
+            event.order_id,
+            body,
+            at,
+            at_us,
+            at_us,
+            placed,
+        )
+    if isinstance(event, FeedEvent):
+        body = [event.feed, event.status]
+        return Fact(
+            store, event.event_id, at, at_us, "feed", event.event_id, body, at, at_us, at_us
         )
     if isinstance(event, AdSpendEvent):
         start, end = epoch_us(event.interval_start), epoch_us(event.interval_end)
@@ -437,6 +460,8 @@ class StoreState:
             return self._apply_order(fact)
         if fact.kind == "ad_spend":
             return self._apply_ad(fact)
+        if fact.kind == "feed":
+            return self._apply_feed(fact)
         return self._apply_stock(fact)
 
     def _mark(self, fact: Fact) -> None:
@@ -465,10 +490,15 @@ class StoreState:
         if old_hour is not None:
             old = self.store.get(self.hour_key(store.key, old_hour))["o"].get(fact.key)
         if old is None:
-            new = [fact.at_us, fact.at_us, *fact.body]
+            new = [fact.at_us, fact.placed_us, *fact.body]
         else:
-            t0 = min(old[1], fact.at_us)
-            new = [fact.at_us, t0, *fact.body] if fact.at_us >= old[0] else [old[0], t0, *old[2:]]
+            t0 = min(old[1], fact.placed_us)
+            if fact.at_us >= old[0]:
+                new = [fact.at_us, t0, *fact.body]
+                _keep_lines(new, old[2:])
+            else:
+                new = [old[0], t0, *old[2:]]
+                _keep_lines(new, fact.body)
             if new == old:
                 return []
         zone = store.zone
@@ -508,6 +538,36 @@ class StoreState:
         entities[fact.key] = new
         day = hour_day(hour, store.zone)
         return [Touch(store.scope(s), ADS, day, hour, fact.at) for s in parts]
+
+    def _apply_feed(self, fact: Fact) -> list[Touch]:
+        """A connector's pass: counted once per event id in its hour and day, for the store
+        only (it is no sale: nothing rolls up), and the store noted as reporting its feeds."""
+        store = fact.store
+        hour = hour_start(fact.at, store.zone)
+        value = self.hour_value(store.key, hour)
+        seen = value.setdefault("f", {})
+        if fact.key in seen:
+            return []
+        feed, status = fact.body
+        seen[fact.key] = status
+        counters = {(FEED_OK if status == "ok" else FEED_FAILED) + feed: 1}
+        hourly = value.get("c")
+        if hourly is not None:
+            _add_to(hourly, "", counters, 1)
+        day_name = _iso(hour_day(hour, store.zone))
+        newest = self._newest_day.get(store.key)
+        if newest is None or day_name > newest:
+            self._newest_day[store.key] = day_name
+        elif day_name < newest:
+            self.generations[store.key] = self.generations.get(store.key, 0) + 1
+        _add_to(self.day_value(store.key, day_name), "", counters, 1)
+        # Per store and feed, its first report: when the connector began watching it.
+        reporting = self.meta().setdefault("feeds", {}).setdefault(store.key, {})
+        known = reporting.get(feed)
+        if known is None or fact.occurred_us < known:
+            reporting[feed] = fact.occurred_us
+        day = hour_day(hour, store.zone)
+        return [Touch(store.scope(), FEED_FAMILY, day, hour, fact.at)]
 
     def _apply_stock(self, fact: Fact) -> list[Touch]:
         store = fact.store
@@ -603,6 +663,13 @@ class StoreState:
                 trimmed += 1
             self._trimmed[store] = hour
         return trimmed
+
+
+def _keep_lines(entity: list[Any], other: list[Any]) -> None:
+    """A cancellation that carries no lines keeps the lines the other version knows, so the
+    order's SKUs still count it as cancelled."""
+    if not entity[5] and other[3]:
+        entity[4], entity[5] = other[2], other[3]
 
 
 def _difference(new: dict[str, Counters], old: dict[str, Counters]) -> dict[str, Counters]:

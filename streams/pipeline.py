@@ -30,6 +30,7 @@ from rules.lifecycle import Identity, advance, identity
 from rules.load import CompiledRule, RuleSet
 from streams.events import Event
 from streams.kpi import (
+    FEED_OK,
     Counters,
     Fact,
     LateEventError,
@@ -44,11 +45,21 @@ from streams.kpi import (
 from streams.reference import Reference
 from streams.state import ALERT, StateStore, state_key
 from streams.values import PastDays, snapshot
-from streams.windows import from_us, hour_start
+from streams.windows import epoch_us, from_us, hour_start
 
 # Hour boundaries judged at once when event time jumps: silence is counted over at most 72 h,
 # so older boundaries could not judge anything new.
 MAX_TICKS: Final = 72
+# The feed (as connectors report it in feed events) that each silence KPI is read from.
+SILENCE_FEEDS: Final = {
+    "orders": "orders",
+    "units": "orders",
+    "clicks": "ads",
+    "impressions": "ads",
+}
+# The feeds a `feed_syncs` silence watches: those polled every few minutes. Amazon Ads reports
+# are read once or twice a day, so an hour without an ads pass says nothing.
+WATCHED_FEEDS: Final = ("orders", "inventory")
 
 
 @dataclass
@@ -261,7 +272,10 @@ class Pipeline(Judged):
         if not rules:
             return []
         store = self.stores.by_key(touch.scope.store)
-        return self.judge.advance(self._silence(store, rules, touch.at, own=True))
+        meta = self.state.meta()
+        first = meta["stores"][store.key][0]
+        evaluations = self._silence(store, rules, touch.at, meta, first, own=True)
+        return self.judge.advance(evaluations)
 
     def _ticks(self, meta: dict[str, Any], newest_us: int) -> list[Alert]:
         """Before a message that takes the partition's event time past whole UTC hours: judge
@@ -282,37 +296,72 @@ class Pipeline(Judged):
                     store = self.stores.by_key(key)
                     # The tick in the store's own time: how a person reads the alert.
                     at = datetime.fromtimestamp(hour, store.zone)
-                    evaluations = self._silence(store, self.rules.silent, at)
+                    evaluations = self._silence(store, self.rules.silent, at, meta, first)
                     alerts.extend(self.judge.advance(evaluations))
         return alerts
 
     def _silence(
-        self, store: StoreRef, rules: Sequence[CompiledRule], at: datetime, *, own: bool = False
+        self,
+        store: StoreRef,
+        rules: Sequence[CompiledRule],
+        at: datetime,
+        meta: dict[str, Any],
+        first_us: int,
+        *,
+        own: bool = False,
     ) -> Iterator[Evaluation]:
+        """Each rule's verdict on the store's silence at `at`. A store is only judged silent
+        once its feed has been watched for the rule's `after:` (its first event or connector
+        report that long ago), and a store whose connector reports its passes is only said
+        to have no sales while that feed was read without failing (else the feed-health
+        rules speak: the feed is broken, not the store quiet)."""
         scope = store.scope()
         probe = Snapshot(STORE, scope.labels, {}, at, zone=scope.zone)
+        reported: dict[str, int] = meta.get("feeds", {}).get(store.key, {})
         for rule in rules:
             if not passes_filters(rule, probe):
                 continue
             if rule.during and not any(c.active(at, scope.zone) for c in rule.during):
                 continue
-            yield evaluate(rule, self._silence_snapshot(store, scope, rule, at, own))
+            began = first_us
+            if rule.kpi.name == "feed_syncs":
+                watched = [at_us for feed, at_us in reported.items() if feed in WATCHED_FEEDS]
+                if not watched:
+                    continue  # no connector reports this store's polled feeds (a file, a push)
+                began = min(watched)
+            after = rule.no_data.after if rule.no_data else timedelta(0)
+            if began > epoch_us(at - after):
+                continue  # the feed began less than `after` ago: new, not silent
+            totals = self._silence_totals(store, at, after, own)
+            feed = SILENCE_FEEDS.get(rule.kpi.name)
+            if feed is not None and feed in reported and not totals.get(FEED_OK + feed):
+                continue  # no good pass over this feed in the span: not "no sales"
+            yield evaluate(rule, self._silence_snapshot(scope, rule, at, totals))
 
-    def _silence_snapshot(
-        self, store: StoreRef, scope: Scope, rule: CompiledRule, at: datetime, own: bool
-    ) -> Snapshot:
-        """The rule's KPI summed over the store's local hours overlapping (at - after, at):
+    def _silence_totals(
+        self, store: StoreRef, at: datetime, after: timedelta, own: bool
+    ) -> Counters:
+        """The store's counters summed over its local hours overlapping (at - after, at):
         at a whole-hour tick, the hours before it; at the store's own event, its hour too."""
-        after = rule.no_data.after if rule.no_data else timedelta(0)
-        name = rule.kpi.name
-        total = 0
+        totals: Counters = {}
         hour = hour_start(at if own else at - timedelta(microseconds=1), store.zone)
         since = (at - after).timestamp()
         while hour + 3600 > since:
             found = self.state.hour_counters(store.key, hour, "")
             if found is not None:
-                total += found.get(name, 0)
+                for name, value in found.items():
+                    totals[name] = totals.get(name, 0) + value
             hour -= 3600
+        return totals
+
+    def _silence_snapshot(
+        self, scope: Scope, rule: CompiledRule, at: datetime, totals: Counters
+    ) -> Snapshot:
+        name = rule.kpi.name
+        if name == "feed_syncs":
+            total = sum(totals.get(FEED_OK + feed, 0) for feed in WATCHED_FEEDS)
+        else:
+            total = totals.get(name, 0)
         values = {name: _decimal(total)}
         return Snapshot(STORE, scope.labels, values, at, None, self.reference.reporting, scope.zone)
 

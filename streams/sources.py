@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol
+from datetime import timedelta
+from typing import Annotated, Any, Final, Literal, Protocol
 
 import httpx
 from aiohttp import web
@@ -25,19 +26,22 @@ from pydantic import (
     SecretStr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from connectors.amazon_ads import AdsApi, AdsReportSource, AmazonAdsConfig
+from connectors.amazon_ads_sqs import SNS_URL, MarketingStreamQueue
 from connectors.amazon_ads_stream import FirehoseReceiver, MarketingStream
 from connectors.amazon_sp import (
     LWA_TOKEN_URL,
     AmazonInventorySource,
     AmazonOrdersSource,
+    AmazonSpConfig,
     LwaTokens,
     SpApi,
     SpStore,
 )
-from connectors.base import EventSink, RejectSink, Source
+from connectors.base import EventSink, FeedRef, RejectSink, Source
 from connectors.checkpoint import CheckpointStore
 from connectors.shopee import (
     ShopeeApi,
@@ -46,7 +50,7 @@ from connectors.shopee import (
     ShopeePush,
     ShopeeStockSource,
 )
-from connectors.shopify import ShopifyConfig, ShopifyShop, ShopifyWebhooks
+from connectors.shopify import SHOP_DOMAIN, ShopifyConfig, ShopifyShop, ShopifyWebhooks
 from connectors.tiktok import (
     TikTokApi,
     TikTokConfig,
@@ -54,7 +58,9 @@ from connectors.tiktok import (
     TikTokOrdersSource,
     TikTokWebhooks,
 )
+from rules.errors import ServiceError
 from sinks.config import Seconds, SecretSource
+from streams.events import FeedName
 from streams.sourcenames import SECTIONS
 
 
@@ -62,6 +68,12 @@ class Receiver(Protocol):
     """An HTTP endpoint a platform pushes to (webhooks, push notifications)."""
 
     def app(self) -> web.Application: ...
+
+
+class Consumer(Protocol):
+    """A queue read until cancelled (Marketing Stream through SQS)."""
+
+    async def run(self) -> None: ...
 
 
 @dataclass
@@ -81,6 +93,16 @@ class Context:
 class Built:
     sources: list[Source] = field(default_factory=list)
     receivers: list[Receiver] = field(default_factory=list)
+    # By source name: the store feed a source reads, whose passes are reported to the engine.
+    feeds: dict[str, FeedRef] = field(default_factory=dict)
+    consumers: list[Consumer] = field(default_factory=list)
+    # Called once the connector stops (clients the builders opened).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def add(self, source: Source, feed: FeedRef | None) -> None:
+        self.sources.append(source)
+        if feed is not None:
+            self.feeds[source.name] = feed
 
 
 class Section(BaseModel):
@@ -126,16 +148,20 @@ class SpStoreSection(SpStore):
     refresh_token: SecretSource
 
 
-class AmazonSpSection(Section):
+class AmazonSpSection(AmazonSpConfig, Section):
     client_id: str = Field(min_length=1)
     client_secret: SecretSource
-    endpoint: str = "https://sellingpartnerapi-na.amazon.com"
     token_url: str = LWA_TOKEN_URL
     start: AwareDatetime
     feeds: list[Literal["orders", "inventory"]] = Field(
         default=["orders", "inventory"], min_length=1
     )
-    stores: list[SpStoreSection] = Field(min_length=1)
+    # Before `endpoint` (AmazonSpConfig checks the endpoint against every store's region).
+    stores: list[SpStoreSection] = Field(min_length=1)  # type: ignore[assignment]
+    endpoint: str | None = Field(default=None, validate_default=True)
+    # startDateTime passes miss inbound-only changes: a full pass on start and this often.
+    inventory_full_every: Seconds = 86400.0
+    inventory_full_on_start: bool = True
 
 
 async def build_amazon_sp(section: AmazonSpSection, context: Context) -> Built:
@@ -148,16 +174,52 @@ async def build_amazon_sp(section: AmazonSpSection, context: Context) -> Built:
             entry.refresh_token.get(),
             url=section.token_url,
         )
-        api = SpApi(context.client, tokens, endpoint=section.endpoint)
         store = SpStore(**entry.model_dump(include=set(SpStore.model_fields)))
+        api = SpApi(context.client, tokens, endpoint=section.endpoint_for(store))
         if "orders" in section.feeds:
             built.sources.append(AmazonOrdersSource(api, store, section.start))
         if "inventory" in section.feeds:
-            built.sources.append(AmazonInventorySource(api, store, section.start))
+            built.sources.append(
+                AmazonInventorySource(
+                    api,
+                    store,
+                    section.start,
+                    full_every=timedelta(seconds=section.inventory_full_every),
+                    full_on_start=section.inventory_full_on_start,
+                )
+            )
+    return built
+
+
+async def build_amazon_sp_reported(section: AmazonSpSection, context: Context) -> Built:
+    """build_amazon_sp, each source's store feed named so its passes are reported."""
+    built = await build_amazon_sp(section, context)
+    for source in built.sources:
+        if isinstance(source, AmazonOrdersSource | AmazonInventorySource):
+            feed: FeedName = "orders" if isinstance(source, AmazonOrdersSource) else "inventory"
+            try:
+                marketplace = source.store.marketplace
+            except ValueError:
+                continue  # an unknown marketplace id: its records are refused with the reason
+            built.feeds[source.name] = FeedRef("amazon", marketplace, source.store.store_id, feed)
     return built
 
 
 # --- Amazon Ads ---------------------------------------------------------------------------
+
+
+class AdsSqsSection(BaseModel):
+    """The SQS queue Amazon's Marketing Stream topics deliver to. AWS credentials come the
+    usual AWS way (environment, shared files, the instance's or pod's role), never this file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue_url: str = Field(pattern=r"^https?://[^/\s]+/\S+$")
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    # Another SQS endpoint (a local SQS-compatible server for tests); None: AWS's own.
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+/?$")
+    # Where a subscription confirmation may send us (a regex); by default SNS's own hosts.
+    confirm_url: str = SNS_URL
 
 
 class AmazonAdsSection(AmazonAdsConfig, Section):
@@ -165,17 +227,20 @@ class AmazonAdsSection(AmazonAdsConfig, Section):
     poll_interval: Seconds = 12 * 3600.0
     client_secret: SecretSource
     refresh_token: SecretSource
-    # Needed when a profile's mode is `stream` (Marketing Stream through Amazon Data Firehose).
+    # Marketing Stream through SQS (before the Firehose key, which is only needed without it).
+    sqs: AdsSqsSection | None = None
+    # Needed when a profile's mode is `stream` and its records come through Amazon Data
+    # Firehose rather than SQS.
     firehose_access_key: SecretSource | None = Field(default=None, validate_default=True)
 
     @field_validator("firehose_access_key")
     @classmethod
     def _firehose_key(cls, key: SecretSource | None, info: ValidationInfo) -> SecretSource | None:
         streamed = [p.store_id for p in info.data.get("profiles") or [] if p.mode == "stream"]
-        if streamed and key is None:
+        if streamed and key is None and info.data.get("sqs") is None:
             raise ValueError(
                 f"profile(s) {', '.join(streamed)} use mode stream, which arrives through "
-                "Firehose: say where its access key lives"
+                "Firehose or SQS: say where the Firehose access key lives, or give sqs:"
             )
         return key
 
@@ -192,9 +257,12 @@ async def build_amazon_ads(section: AmazonAdsSection, context: Context) -> Built
     built = Built()
     for profile in section.profiles:
         if profile.mode == "reports":
-            built.sources.append(
-                AdsReportSource(api, profile, section.start, section.lookback_days)
+            built.add(
+                AdsReportSource(api, profile, section.start, section.lookback_days),
+                FeedRef("amazon", profile.marketplace, profile.store_id, "ads"),
             )
+    if section.sqs is not None:
+        await _sqs_consumer(section, section.sqs, context, built)
     if section.firehose_access_key is not None:
         stream = MarketingStream(section, context.checkpoints, on_rejected=context.on_rejected)
         built.receivers.append(
@@ -206,6 +274,34 @@ async def build_amazon_ads(section: AmazonAdsSection, context: Context) -> Built
             )
         )
     return built
+
+
+async def _sqs_consumer(
+    section: AmazonAdsSection, sqs: AdsSqsSection, context: Context, built: Built
+) -> None:
+    try:
+        from aiobotocore.session import get_session
+    except ImportError as exc:
+        raise ServiceError(
+            "amazon_ads sqs: needs the AWS client; install kpiwatch[sqs] (aiobotocore)"
+        ) from exc
+    client = (
+        await get_session()
+        .create_client("sqs", region_name=sqs.region, endpoint_url=sqs.endpoint_url)
+        .__aenter__()
+    )
+    built.closers.append(client.close)
+    stream = MarketingStream(section, context.checkpoints, on_rejected=context.on_rejected)
+    built.consumers.append(
+        MarketingStreamQueue(
+            stream,
+            client,
+            sqs.queue_url,
+            context.push_sink,
+            context.client,
+            confirm_url=sqs.confirm_url,
+        )
+    )
 
 
 # --- Shopee Open Platform v2 --------------------------------------------------------------
@@ -238,9 +334,11 @@ async def build_shopee(section: ShopeeSection, context: Context) -> Built:
             on_refresh_token=keep,
         )
         apis.append(api)
-        built.sources.append(ShopeeOrdersSource(api, section.start))
+        # Orders carry their own region; the shop's is needed to name the store's feeds.
+        feeds = _shopee_feeds(shop.region, shop.store_id)
+        built.add(ShopeeOrdersSource(api, section.start), feeds.get("orders"))
         if section.stock:
-            built.sources.append(ShopeeStockSource(api))
+            built.add(ShopeeStockSource(api), feeds.get("inventory"))
     if section.callback_url is not None:
         # Shopee signs pushes with the partner key.
         push = ShopeePush.from_config(
@@ -254,18 +352,57 @@ async def build_shopee(section: ShopeeSection, context: Context) -> Built:
     return built
 
 
+def _shopee_feeds(region: str | None, store_id: str) -> dict[str, FeedRef]:
+    if region is None:
+        return {}
+    return {
+        "orders": FeedRef("shopee", region, store_id, "orders"),
+        "inventory": FeedRef("shopee", region, store_id, "inventory"),
+    }
+
+
 # --- Shopify webhooks ---------------------------------------------------------------------
 
 
+class ShopifyShopSection(ShopifyShop):
+    # Webhooks created in this shop's admin are signed with the shop's own secret.
+    secret: SecretSource | None = None
+
+
 class ShopifySection(Section):
-    secret: SecretSource
-    path: str = "/webhooks/shopify"
+    # The app's client secret: signs the webhooks the app subscribed (None: every shop has its
+    # own secret).
+    secret: SecretSource | None = None
+    path: str = Field(default="/webhooks/shopify", pattern=r"^/")
     # Keyed by X-Shopify-Shop-Domain (`example.myshopify.com`).
-    shops: dict[str, ShopifyShop] = Field(min_length=1)
+    shops: dict[Annotated[str, Field(pattern=SHOP_DOMAIN)], ShopifyShopSection] = Field(
+        min_length=1
+    )
+
+    @model_validator(mode="after")
+    def _a_secret_for_every_shop(self) -> ShopifySection:
+        missing = sorted(d for d, shop in self.shops.items() if shop.secret is None)
+        if self.secret is None and missing:
+            raise ValueError(
+                f"secret: none for shop(s) {', '.join(missing)}; give the app's client secret "
+                "or each shop's own"
+            )
+        return self
 
 
 async def build_shopify(section: ShopifySection, context: Context) -> Built:
-    config = ShopifyConfig(secret=section.secret.get(), shops=section.shops)
+    config = ShopifyConfig(
+        secret=section.secret.get() if section.secret is not None else None,
+        shops={
+            domain: ShopifyShop(**shop.model_dump(exclude={"secret"}))
+            for domain, shop in section.shops.items()
+        },
+        shop_secrets={
+            domain: shop.secret.get()
+            for domain, shop in section.shops.items()
+            if shop.secret is not None
+        },
+    )
     webhooks = ShopifyWebhooks(
         config, context.push_sink, on_rejected=context.on_rejected, path=section.path
     )
@@ -303,9 +440,15 @@ async def build_tiktok(section: TikTokSection, context: Context) -> Built:
             on_refresh_token=keep,
         )
         apis.append(api)
-        built.sources.append(TikTokOrdersSource(api, section.start))
+        built.add(
+            TikTokOrdersSource(api, section.start),
+            FeedRef("tiktok", shop.marketplace, shop.store_id, "orders"),
+        )
         if section.inventory and shop.product_ids:
-            built.sources.append(TikTokInventorySource(api))
+            built.add(
+                TikTokInventorySource(api),
+                FeedRef("tiktok", shop.marketplace, shop.store_id, "inventory"),
+            )
     if section.webhooks:
         built.receivers.append(
             TikTokWebhooks(
@@ -331,7 +474,7 @@ class SourceKind:
 
 
 _BUILDERS: Final[dict[str, tuple[type[Section], Callable[[Any, Context], Awaitable[Built]]]]] = {
-    "amazon-sp": (AmazonSpSection, build_amazon_sp),
+    "amazon-sp": (AmazonSpSection, build_amazon_sp_reported),
     "amazon-ads": (AmazonAdsSection, build_amazon_ads),
     "shopee": (ShopeeSection, build_shopee),
     "shopify": (ShopifySection, build_shopify),

@@ -16,13 +16,13 @@ import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Final, Protocol
+from typing import Final, Protocol, get_args
 from zoneinfo import ZoneInfo
 
 from rules.kpis import CATALOG, DAILY_WINDOWS, LEVEL_NAMES, Snapshot, Window, ratio
 from rules.schema import Baseline
-from streams.events import minor_unit_exponent
-from streams.kpi import SHAPE, Counters, Scope, Touch, shape_name
+from streams.events import FeedName, minor_unit_exponent
+from streams.kpi import FEED_FAILED, FEED_OK, SHAPE, Counters, Scope, Touch, shape_name
 from streams.reference import TARGET_LEVELS, Reference
 from streams.windows import day_window
 
@@ -500,6 +500,11 @@ def _pair(value: Decimal | None) -> Pair:
     return value, None
 
 
+def _passes(calc: Calculator, prefix: str) -> Pair:
+    """A connector's passes over all of a store's feeds (counters `feed_ok.orders`, ...)."""
+    return sum((calc.t.count(prefix + feed) for feed in get_args(FeedName)), Decimal(0)), None
+
+
 _FORMULAS: Final[dict[str, Callable[[Calculator], Pair]]] = {
     "gmv": lambda c: c.money("gmv"),
     "ad_spend": lambda c: c.money("ad_spend"),
@@ -523,6 +528,8 @@ _FORMULAS: Final[dict[str, Callable[[Calculator], Pair]]] = {
     "stockout": Calculator.stockout,
     "target_attainment": Calculator.target_attainment,
     "pace": Calculator.pace,
+    "feed_syncs": lambda c: _passes(c, FEED_OK),
+    "feed_failures": lambda c: _passes(c, FEED_FAILED),
 }
 if set(_FORMULAS) | {"orders", "units", "clicks", "impressions", "ad_orders"} != set(CATALOG):
     raise RuntimeError("streams.values: every catalog KPI needs a formula")  # pragma: no cover

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -144,13 +145,21 @@ async def wait_exit(process: subprocess.Popen[bytes], timeout: float = 90.0) -> 
 
 
 async def order_ids(services: Services, prefix: str) -> list[str]:
-    records = await read_topic(
-        services.kafka_bootstrap,
-        prefix + EVENTS_TOPIC,
-        until=lambda found: len({r["event_id"] for r in found}) >= ORDERS,
-        timeout=30.0,
+    records = await topic_events(services, prefix)
+    return [record["event_id"] for record in records if record["type"] == "order"]
+
+
+async def topic_events(services: Services, prefix: str) -> list[dict[str, Any]]:
+    """Every event on the topic once all the orders are there (and the connector's report of
+    its pass: a feed event)."""
+
+    def complete(found: list[dict[str, Any]]) -> bool:
+        orders = {r["event_id"] for r in found if r["type"] == "order"}
+        return len(orders) >= ORDERS and any(r["type"] == "feed" for r in found)
+
+    return await read_topic(
+        services.kafka_bootstrap, prefix + EVENTS_TOPIC, until=complete, timeout=30.0
     )
-    return [record["event_id"] for record in records]
 
 
 async def test_killed_mid_paging_then_restarted_gives_every_order_once(
@@ -180,6 +189,9 @@ async def test_killed_mid_paging_then_restarted_gives_every_order_once(
     assert len(counts) == ORDERS
     assert set(counts.values()) == {1}, f"doubled: {[i for i, n in counts.items() if n > 1]}"
     assert "4 page(s), 8 event(s), 0 rejected" in log.read_text()
+    # The finished pass is reported to the engine: the store's orders feed is read fine.
+    feeds = [r for r in await topic_events(services, prefix) if r["type"] == "feed"]
+    assert [(r["feed"], r["status"]) for r in feeds] == [("orders", "ok")]
 
 
 class Killed(Exception):
@@ -193,11 +205,11 @@ class CrashAfterAck(RedisCheckpoints):
     crash_on: int = 2
     saves: int = 0
 
-    async def save(self, source: str, cursor: str) -> None:
+    async def save(self, source: str, cursor: str, ttl: float | None = None) -> None:
         self.saves += 1
         if self.saves == self.crash_on:
             raise Killed
-        await super().save(source, cursor)
+        await super().save(source, cursor, ttl)
 
 
 async def test_a_page_replayed_after_a_crash_is_counted_once(

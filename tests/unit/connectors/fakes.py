@@ -26,6 +26,11 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Repl
     )
 
 
+# SP-API's answer to a request it refuses (the models' 400 sandbox responses; also what a
+# stale page token gets).
+INVALID_INPUT: dict[str, Any] = {"errors": [{"code": "InvalidInput", "message": "Invalid Input"}]}
+
+
 def amazon_order(number: int, status: str = "Unshipped", channel: str = "MFN") -> dict[str, Any]:
     return {
         "AmazonOrderId": f"902-0000000-{number:07d}",
@@ -62,6 +67,10 @@ class FakeAmazon:
     # Every token stops working after this many API calls (None: never).
     token_calls: int | None = None
     script: dict[tuple[str, int], list[Reply]] = field(default_factory=dict)
+    # OrderItems by AmazonOrderId (otherwise amazon_items(the id's last number)).
+    items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # getOrderItems of these orders answers 400 InvalidInput this many times.
+    refuse_items: dict[str, int] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     tokens_issued: int = 0
     _uses: int = 0
@@ -90,13 +99,14 @@ class FakeAmazon:
                 },
             )
         if operation == "getOrders":
-            return self._orders(page)
+            return self._orders(page, query.get("MarketplaceIds"))
         if operation == "getOrderItems":
             order_id = path.split("/")[4]
-            number = int(order_id.rsplit("-", 1)[1])
-            return _json(
-                200, {"payload": {"AmazonOrderId": order_id, "OrderItems": amazon_items(number)}}
-            )
+            if self.refuse_items.get(order_id):
+                self.refuse_items[order_id] -= 1
+                return _json(400, INVALID_INPUT)
+            items = self.items.get(order_id) or amazon_items(int(order_id.rsplit("-", 1)[1]))
+            return _json(200, {"payload": {"AmazonOrderId": order_id, "OrderItems": items}})
         return self._inventory(page)
 
     def _operation(self, path: str, query: dict[str, str]) -> tuple[str, int]:
@@ -129,10 +139,11 @@ class FakeAmazon:
         self._uses += 1
         return self.token_calls is None or self._uses <= self.token_calls
 
-    def _orders(self, page: int) -> Reply:
+    def _orders(self, page: int, marketplace: str | None = None) -> Reply:
+        orders = [o for o in self.orders if marketplace in (None, o.get("MarketplaceId"))]
         start = (page - 1) * self.page_size
-        payload: dict[str, Any] = {"Orders": self.orders[start : start + self.page_size]}
-        if start + self.page_size < len(self.orders):
+        payload: dict[str, Any] = {"Orders": orders[start : start + self.page_size]}
+        if start + self.page_size < len(orders):
             payload["NextToken"] = f"page-{page + 1}"
         payload["LastUpdatedBefore"] = "2026-11-21T00:00:00Z"
         return _json(200, {"payload": payload})

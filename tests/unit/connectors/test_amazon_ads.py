@@ -119,9 +119,10 @@ async def test_a_pass_requests_polls_downloads_and_maps(
     assert event.interval_end - event.interval_start == timedelta(hours=24)
     assert event.spend.amount == Decimal("1.25")
     assert event.attributed_sales.amount == Decimal(20)
-    assert json.loads(checkpoints.cursors["amazon_ads:reports:us-ads-1"]) == {
-        "done_through": "2026-11-20"
-    }
+    cursor = json.loads(checkpoints.cursors["amazon_ads:reports:us-ads-1"])
+    assert cursor["done_through"] == "2026-11-20"
+    # Each row's version, saved with the page that sent it: [number, first seen, digest].
+    assert cursor["versions"]["2026-11-20"]["1|SKU-A"][:2] == [1, int(NOW.timestamp())]
 
 
 async def test_rows_of_one_sku_in_two_ad_groups_are_summed(
@@ -280,10 +281,16 @@ def test_config_validation() -> None:
         config(secret="no")
     with pytest.raises(ValidationError, match="mode"):
         config(profiles=[PROFILE])
+    japan = {**PROFILE, "marketplace": "JP", "currency": "JPY", "timezone": "Asia/Tokyo"}
     assert AmazonAdsConfig.model_validate(
         {"client_id": "x", "start": "2026-11-01", "region": "FE", "profiles": [
-            {**PROFILE, "mode": "reports"}]}
+            {**japan, "mode": "reports"}]}
     ).endpoint == "https://advertising-api-fe.amazon.com"  # fmt: skip
+    # A US profile's reports are not on the Far East host: every pass would fail (issue 13).
+    with pytest.raises(ValidationError, match=r"region FE does not serve .* us-ads-1"):
+        config(region="FE")
+    with pytest.raises(ValidationError, match="host"):
+        config(host="ads.test")
 
 
 # Marketing Stream ---------------------------------------------------------------------------
@@ -332,6 +339,22 @@ async def test_repeat_changes_nothing_and_keywords_and_restatements_sum() -> Non
     fresh, _ = stream(store)
     [after] = await fresh.handle(message(traffic("t-3", H10)), "sqs 3 again")
     assert after.event_id == restated.event_id
+
+
+async def test_stream_hours_are_kept_for_their_restatement_window_then_forgotten() -> None:
+    # Before, every campaign-hour key stayed in Redis for ever (one per campaign and hour).
+    store = MemoryCheckpoints()
+    ams, _ = stream(store)
+    ams.now = lambda: datetime(2026, 11, 21, 10, tzinfo=UTC)
+    await ams.handle(message(traffic("t-1", H10)), "sqs 1")
+    [(key, ttl)] = store.ttls.items()
+    assert key.startswith("amazon_ads:stream:")
+    hour = datetime(2026, 11, 20, 18, tzinfo=UTC)
+    assert ttl == (hour + timedelta(days=70) - ams.now()).total_seconds()
+    # A late record of an hour past the window is still folded in, and kept for a day.
+    ams.now = lambda: hour + timedelta(days=80)
+    await ams.handle(message(traffic("t-2", H10)), "sqs 2")
+    assert store.ttls[key] == timedelta(days=1).total_seconds()
 
 
 async def test_a_correction_that_nets_to_an_earlier_total_still_gets_a_new_id() -> None:
@@ -397,6 +420,37 @@ async def test_the_engine_replaces_restated_figures(client_for: ClientFor, sleep
     ]
     only_last = hour[-1:]
     assert ad_spend(hour, at) == ad_spend(only_last, at)
+
+
+async def test_figures_that_go_back_are_a_new_version_the_engine_keeps(
+    client_for: ClientFor, sleeps: Sleeps
+) -> None:
+    # A -> B -> A: the last A used to get A's id again (ids were a digest of the figures), so
+    # the engine could take it for a repeat of the first and keep B.
+    a, b = row("2026-11-20", 1, "SKU-A", "10.00"), row("2026-11-20", 1, "SKU-A", "12.00")
+    fake = FakeAds([a])
+    clock = [NOW]
+    api_source = source(client_for(fake.handle), sleeps)
+    api_source.now = lambda: clock[0]
+    checkpoints, passes = MemoryCheckpoints(), []
+    for figures in (a, b, a):
+        fake.rows = [figures]
+        sink = Collect()
+        await run_source(api_source, sink, checkpoints)
+        passes.append(ads(sink.events))
+        clock[0] += timedelta(hours=12)
+    ids = [p[0].event_id for p in passes]
+    assert len(set(ids)) == 3
+    assert passes[0][0].occurred_at < passes[1][0].occurred_at < passes[2][0].occurred_at
+    at = datetime(2026, 11, 20, 23, tzinfo=LA)
+    everything = [e for p in passes for e in p]
+    assert ad_spend(everything, at) == ad_spend(passes[0], at)
+    # Whatever order they arrive in (a partition re-read, a replayed file), the newest wins.
+    assert ad_spend(list(reversed(everything)), at) == ad_spend(passes[0], at)
+    # Re-reading unchanged figures repeats the event exactly: same id, same time.
+    again = Collect()
+    await run_source(api_source, again, checkpoints)
+    assert ads(again.events)[0] == passes[2][0]
 
 
 # Firehose -------------------------------------------------------------------------------------

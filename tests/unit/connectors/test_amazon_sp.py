@@ -273,7 +273,9 @@ async def test_inventory_summaries_with_start_date_and_next_token(
         ],
     )
     api = make_api(client_for(fake.handle), sleeps)
-    source = AmazonInventorySource(api, STORE, START, now=lambda: NOW)
+    source = AmazonInventorySource(
+        api, STORE, START, full_every=None, full_on_start=False, now=lambda: NOW
+    )
     sink = Collect()
     await run_source(source, sink, MemoryCheckpoints())
 

@@ -182,3 +182,110 @@ async def test_unparseable_payload_is_rejected_not_retried(endpoint: Any) -> Non
     assert recorder.batches == []
     assert rejected[0].source == "shopify orders/create webhook w3"
     assert rejected[0].reason.startswith("body is not JSON")
+
+
+# --- A secret per shop, dates by creation, non-sales, config mistakes (issue 13) -------------
+
+
+def signed(body: bytes, secret: bytes, domain: str, webhook_id: str) -> dict[str, str]:
+    digest = base64.b64encode(hmac.new(secret, body, hashlib.sha256).digest()).decode()
+    return {
+        "X-Shopify-Hmac-Sha256": digest,
+        "X-Shopify-Webhook-Id": webhook_id,
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Shop-Domain": domain,
+    }
+
+
+async def test_webhooks_created_in_a_shop_admin_are_signed_with_that_shop_secret() -> None:
+    other = ShopifyShop(store_id="shopify-jp-1", marketplace="JP")
+    config = ShopifyConfig(
+        secret=SECRET,
+        shops={"example.myshopify.com": SHOP, "jp-shop.myshopify.com": other},
+        shop_secrets={"jp-shop.myshopify.com": SecretStr("jp-admin-secret")},
+    )
+    recorder = Recorder()
+    runner = await serve(ShopifyWebhooks(config, recorder), "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/webhooks/shopify"
+    body = json.dumps(order()).encode()
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            own = await client.post(
+                url,
+                content=body,
+                headers=signed(body, b"jp-admin-secret", "jp-shop.myshopify.com", "a"),
+            )
+            # The app's secret is not that shop's: a forgery for it fails.
+            app = await client.post(
+                url, content=body, headers=signed(body, b"hush", "jp-shop.myshopify.com", "b")
+            )
+            # The shop's secret does not sign for another shop.
+            cross = await client.post(
+                url,
+                content=body,
+                headers=signed(body, b"jp-admin-secret", "example.myshopify.com", "c"),
+            )
+            usual = await client.post(
+                url, content=body, headers=signed(body, b"hush", "example.myshopify.com", "d")
+            )
+    finally:
+        await runner.cleanup()
+    assert [r.status_code for r in (own, app, cross, usual)] == [200, 401, 401, 200]
+    stores = [e.store_id for batch in recorder.batches for e in batch]
+    assert stores == ["shopify-jp-1", "shopify-us-1"]
+
+
+def test_an_order_first_seen_updated_counts_on_the_day_it_was_created() -> None:
+    from datetime import datetime
+
+    from rules.load import RuleSet
+    from streams.embedded import Engine, reader
+    from streams.query import kpi_rows
+
+    # Created late on the 19th (New York), first delivered by orders/updated on the 20th.
+    late = order(created_at="2026-11-19T23:30:00-05:00", updated_at="2026-11-20T10:00:00-05:00")
+    [event] = events_for("orders/updated", late, SHOP, "t")
+    engine = Engine(RuleSet([]))
+    engine.process_events([event])
+    at = datetime.fromisoformat("2026-11-19T23:59:00-05:00")
+    [row] = kpi_rows(reader(engine.state), "store", "1d", at)
+    assert row["values"]["orders"] == "1"
+    assert row["window_start"].startswith("2026-11-19")
+
+
+def test_gift_card_lines_are_not_sales() -> None:
+    card = {"id": 9, "variant_id": 9, "sku": "GIFT-50", "quantity": 1, "price": "50.00",
+            "gift_card": True}  # fmt: skip
+    [event] = events_for(
+        "orders/create", order(line_items=[*order()["line_items"], card]), SHOP, "t"
+    )
+    assert isinstance(event, OrderEvent)
+    assert "GIFT-50" not in [line.sku for line in event.lines]
+
+
+def _shop(**changes: Any) -> dict[str, Any]:
+    return {"example.myshopify.com": {"store_id": "s", "marketplace": "US", **changes}}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # Every stock update would be dead-lettered: our events know fba, 3pl and own.
+        ({"shops": _shop(warehouse="shop")}, "warehouse"),
+        ({"shops": {"https://example.myshopify.com": _shop()["example.myshopify.com"]}}, "pattern"),
+        ({"shops": _shop(inventory_skus={"SKU-1": "x"})}, "pattern"),
+        ({"secret": None}, "no secret for shop(s) example.myshopify.com"),
+        ({"shop_secrets": {"nobody.myshopify.com": "x"}}, "shop_secrets: no shop nobody"),
+    ],
+)
+def test_config_mistakes_are_refused(change: dict[str, Any], message: str) -> None:
+    from pydantic import ValidationError
+
+    data: dict[str, Any] = {
+        "secret": "hush",
+        "shops": {"example.myshopify.com": {"store_id": "s", "marketplace": "US"}},
+        **change,
+    }
+    with pytest.raises(ValidationError) as caught:
+        ShopifyConfig.model_validate(data)
+    assert message in str(caught.value)

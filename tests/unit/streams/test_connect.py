@@ -124,7 +124,8 @@ def test_a_missing_environment_variable_is_named_never_a_value(tmp_path: Path) -
 def test_a_file_without_the_section_or_an_unknown_source(tmp_path: Path) -> None:
     config = tmp_path / "connect.yaml"
     config.write_text("shopee:\n  partner_id: 1\n")
-    assert problems(config, "amazon-sp", {}) == [(None, "no 'amazon_sp:' section in the file")]
+    # Reported where the sections begin: every problem in a config file has a line.
+    assert problems(config, "amazon-sp", {}) == [(1, "no 'amazon_sp:' section in the file")]
     assert problems(config, "ebay", {})[0][1].startswith("unknown source 'ebay' (known: amazon-ads")
     assert problems(tmp_path / "missing.yaml", "shopee", {}) == [
         (None, "cannot read: No such file or directory")
@@ -234,7 +235,7 @@ def test_amazon_ads_stream_profiles_need_the_firehose_key(tmp_path: Path) -> Non
     assert line == line_in(config, "amazon_ads:")  # the key is missing: its section
     assert message == (
         "firehose_access_key: profile(s) amazon-jp-01 use mode stream, which arrives through "
-        "Firehose: say where its access key lives"
+        "Firehose or SQS: say where the Firehose access key lives, or give sqs:"
     )
 
 
@@ -332,3 +333,34 @@ async def test_a_rejected_record_of_a_polled_page_is_dead_lettered_and_counted_o
         if sample.name.endswith("_total")
     ]
     assert counted == [1.0]
+
+
+async def test_a_shopify_shop_may_name_its_own_secret(tmp_path: Path) -> None:
+    from connectors.shopify import verify
+    from streams.sources import build_shopify
+
+    config = tmp_path / "connect.yaml"
+    config.write_text(
+        "shopify:\n"
+        "  shops:\n"
+        "    example-store.myshopify.com:\n"
+        "      store_id: shopify-us-01\n"
+        "      marketplace: US\n"
+        "      secret: {env: KPIWATCH_SHOPIFY_SHOP_SECRET}\n"
+    )
+    environ = {"KPIWATCH_SHOPIFY_SHOP_SECRET": "shop-admin-secret"}
+    _, section = load_section(config, "shopify", environ)
+    context = Context(None, MemoryCheckpoints(), _noop, _noop, _noop)  # type: ignore[arg-type]
+    [webhooks] = (await build_shopify(section, context)).receivers
+    assert isinstance(webhooks, ShopifyWebhooks)
+    secret = webhooks._config.secret_for("example-store.myshopify.com")
+    assert secret is not None
+    assert secret.get_secret_value() == "shop-admin-secret"
+    assert not verify(secret, b"{}", "forged")
+    # Without its own secret and without the app's, the shop could never be verified.
+    config.write_text(
+        config.read_text().replace("      secret: {env: KPIWATCH_SHOPIFY_SHOP_SECRET}\n", "")
+    )
+    [(line, message)] = problems(config, "shopify", environ)
+    assert line == 1
+    assert "none for shop(s) example-store.myshopify.com" in message

@@ -150,7 +150,8 @@ def test_no_data_rule_checks() -> None:
     with pytest.raises(ConfigError) as caught:
         load_text(bad, "r.yaml")
     assert [p.message for p in caught.value.problems] == [
-        "rule 'silent-feed': no_data counts orders or units or clicks or impressions, not acos",
+        "rule 'silent-feed': no_data counts orders or units or clicks or impressions or "
+        "feed_syncs, not acos",
         "rule 'silent-feed': no_data watches one store's feed; write by: [store]",
     ]
 
