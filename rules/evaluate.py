@@ -9,6 +9,7 @@ from decimal import Decimal
 from rules.kpis import Snapshot, ratio
 from rules.load import CompiledRule, RuleSet
 from rules.schema import Severity, Threshold
+from rules.scorecard import score
 
 
 @dataclass(slots=True)
@@ -47,6 +48,8 @@ def evaluate_rules(candidates: Iterable[CompiledRule], snapshot: Snapshot) -> li
 
 
 def evaluate(rule: CompiledRule, snapshot: Snapshot) -> Evaluation:
+    if rule.scorecard is not None:
+        return _against_scorecard(rule, snapshot)
     for guard in rule.guards:
         guard_value, _ = pick(snapshot, guard.kpi, guard.threshold.unit)
         if guard_value is None or not guard.threshold.holds(guard_value):
@@ -87,6 +90,31 @@ def _against_baseline(
         reason = f"no usual {rule.kpi.name} to compare with ({key})"
         return Evaluation(rule, snapshot, None, None, None, False, reason, currency)
     return _judge(rule, snapshot, share, currency, usual)
+
+
+def _against_scorecard(rule: CompiledRule, snapshot: Snapshot) -> Evaluation:
+    """The team's score over the period against its own card's bands."""
+    team = snapshot.labels.get("team", "")
+    card = rule.cards.get(team)
+    check = rule.scorecard
+    if card is None or check is None:
+        return Evaluation(rule, snapshot, None, None, None, False, f"no scorecard for {team!r}")
+    result = score(card, check.period, snapshot.values)
+    if result.score is None:
+        reason = f"no KPI of {team!r}'s scorecard has a value"
+        return Evaluation(rule, snapshot, None, None, None, False, reason)
+    below = {"yellow": card.bands.green, "red": card.bands.yellow}
+    bands: tuple[tuple[Severity, str | None], ...] = (
+        ("critical", check.critical),
+        ("warning", check.warning),
+    )
+    for severity, band in bands:
+        if band is None:
+            continue
+        threshold = Threshold("<", below[band], None, f"< {below[band]} ({band} or worse)")
+        if threshold.holds(result.score):
+            return Evaluation(rule, snapshot, severity, result.score, threshold)
+    return Evaluation(rule, snapshot, None, result.score, None)
 
 
 def pick(snapshot: Snapshot, kpi: str, unit: str | None) -> tuple[Decimal | None, str | None]:

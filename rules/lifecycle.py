@@ -244,11 +244,17 @@ def _placeholders(
         "value": format_value(evaluation.value, unit, evaluation.currency),
         "threshold": threshold,
         "baseline": format_value(evaluation.baseline, rule.kpi.unit, evaluation.currency),
-        "scope": " ".join(
-            f"{k}={labels[k]}" for k in ("platform", "marketplace", "store", "sku") if k in labels
-        ),
+        "scope": " ".join(f"{k}={labels[k]}" for k in _scope_keys(labels) if k in labels),
         "window": f"{snapshot.window.label} ({snapshot.zone})" if snapshot.window else "",
     }
+
+
+def _scope_keys(labels: dict[str, str]) -> tuple[str, ...]:
+    """The labels that name a scope; a team's own scope (a scorecard, a team rollup) has only
+    its team, which store scopes carry for routing only."""
+    if "platform" not in labels and "team" in labels:
+        return ("team",)
+    return ("platform", "marketplace", "store", "sku")
 
 
 def _messages(

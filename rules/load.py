@@ -6,19 +6,19 @@ Defaults are resolved here, once, so the evaluator never guesses.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
 from rules import calendars as cal
 from rules.calendars import Calendar
 from rules.errors import ConfigError, Problem
-from rules.kpis import CATALOG, LEVEL_LABELS, STORE, KpiSpec, Level, level_of
+from rules.kpis import CATALOG, LEVEL_LABELS, STORE, TEAM, KpiSpec, Level, level_of
 from rules.messages import template_problems
 from rules.schema import (
     SEVERITY_ORDER,
@@ -28,12 +28,20 @@ from rules.schema import (
     NoData,
     RuleFile,
     RuleSpec,
+    ScorecardCheck,
     Severity,
     Threshold,
     duration_text,
     is_currency,
 )
-from rules.yamlfile import line_of, parse_yaml, plain, problems_of
+from rules.scorecard import (
+    PERIOD_WINDOWS,
+    Scorecard,
+    is_scorecard_document,
+    load_scorecard_text,
+    merge,
+)
+from rules.yamlfile import line_of, parse_yaml, plain, problems_of, read_text
 
 DEFAULT_RULES = "default.yaml"
 _Ranked = tuple[int, "CompiledRule"]  # a rule and its position among all loaded rules
@@ -43,7 +51,7 @@ INDEXED_LABELS = ("store", "sku", "campaign", "marketplace", "platform", "team")
 MAX_SILENCE = timedelta(hours=72)
 # Counts a feed's silence shows in (orders or units for the order feed, clicks or impressions
 # for the ads feed).
-SILENCE_KPIS = ("orders", "units", "clicks", "impressions")
+SILENCE_KPIS = ("orders", "units", "clicks", "impressions", "feed_syncs")
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,9 @@ class CompiledRule:
     during: tuple[Calendar, ...] = ()
     # The currency the thresholds are written in, if any (what a money value is picked in).
     money_unit: str | None = None
+    scorecard: ScorecardCheck | None = None
+    # The team scorecards a `scorecard:` rule judges (from the files loaded with it).
+    cards: Mapping[str, Scorecard] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def source(self) -> str:
@@ -96,8 +107,12 @@ class RuleSet:
 
     PLANS_KEPT = 100_000
 
-    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+    def __init__(
+        self, rules: Sequence[CompiledRule], scorecards: Mapping[str, Scorecard] | None = None
+    ) -> None:
         self.rules = tuple(rules)
+        # Team scorecards found among the rule files (`kpiwatch scorecard`, `/scorecards`).
+        self.scorecards: Mapping[str, Scorecard] = dict(scorecards or {})
         # no_data rules judge silence, which no update touches: the pipeline checks them apart.
         self.silent = tuple(rule for rule in self.rules if rule.no_data is not None)
         self._all: dict[tuple[str, Level], list[_Ranked]] = {}
@@ -180,6 +195,8 @@ def _window_plan(window: str | None, rules: list[CompiledRule]) -> WindowPlan:
         names[rule.kpi.name] = None
         for guard in rule.guards:
             names[guard.kpi] = None
+        for card in rule.cards.values():  # a scorecard rule reads its cards' KPIs
+            names.update(dict.fromkeys(card.names()))
     kept = tuple(name for name in names if _has_window(name, window))
     baselines = {r.baseline.key: r.baseline for r in rules if r.baseline is not None}
     return WindowPlan(window, tuple(rules), kept, tuple(baselines.values()))
@@ -199,26 +216,63 @@ def load_paths(paths: Sequence[Path]) -> RuleSet:
     texts: list[tuple[str, str]] = []
     for path in _expand(paths, problems):
         try:
-            texts.append((path.read_text(encoding="utf-8"), str(path)))
-        except OSError as exc:
-            problems.append(Problem(str(path), None, f"cannot read: {exc.strerror}"))
+            texts.append((read_text(path), str(path)))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     # A calendar named in one file may be used by the rules of another (a calendars file).
     shared = _shared_calendars(texts, problems)
+    cards: list[Mapping[str, Scorecard]] = []
     for text, source in texts:
         try:
-            compiled.extend(load_text(text, source, shared))
+            if _is_scorecard_file(text, source):
+                cards.append(load_scorecard_text(text, source))
+            else:
+                compiled.extend(load_text(text, source, shared))
         except ConfigError as exc:
             problems.extend(exc.problems)
     problems.extend(_duplicate_names(compiled))  # across files; load_text did each file
+    scorecards, repeated = merge(cards)
+    problems.extend(repeated)
+    problems.extend(_cardless(compiled, scorecards))
     if problems:
         raise ConfigError(problems)
-    return RuleSet(compiled)
+    compiled = [replace(r, cards=scorecards) if r.scorecard else r for r in compiled]
+    return RuleSet(compiled, scorecards)
+
+
+def _cardless(rules: Sequence[CompiledRule], cards: Mapping[str, Scorecard]) -> list[Problem]:
+    if cards:
+        return []
+    return [
+        Problem(
+            r.file,
+            r.line,
+            f"rule {r.name!r}: scorecard: needs a scorecards: file loaded "
+            "with the rules (none found)",
+        )
+        for r in rules
+        if r.scorecard is not None
+    ]
+
+
+def _is_scorecard_file(text: str, source: str) -> bool:
+    """A scorecard file may sit next to the rule files it is loaded with (`scorecards:`)."""
+    try:
+        return is_scorecard_document(parse_yaml(text, source))
+    except ConfigError:
+        return False  # load_text reports it
 
 
 def load_default() -> RuleSet:
     """The rules shipped inside the package, used by `kpiwatch demo`."""
     text = resources.files("rules").joinpath("library", DEFAULT_RULES).read_text("utf-8")
     return RuleSet(load_text(text, f"<kpiwatch>/rules/library/{DEFAULT_RULES}"))
+
+
+def load_library() -> RuleSet:
+    """The whole shipped library (rules, calendars, the example scorecards)."""
+    with resources.as_file(resources.files("rules").joinpath("library")) as folder:
+        return load_paths([folder])
 
 
 def load_text(
@@ -234,15 +288,16 @@ def load_text(
     calendars = {**own, **(shared or {})}
     defaults = plain(document.get("defaults")) if items else None
     for index, raw in enumerate(items):
-        spec = _validate_rule(_inherit(raw, defaults), document, index, source, problems)
+        spec, faulty = _validate_rule(_inherit(raw, defaults), document, index, source, problems)
         if spec is None:
             continue
         rule_problems = [
             Problem(source, line_of(document, ("rules", index, key)), message)
             for key, message in _check(spec, calendars)
+            if key not in faulty  # already reported by the schema
         ]
         problems.extend(rule_problems)
-        if not rule_problems:
+        if not rule_problems and not faulty:
             line = line_of(document, ("rules", index))
             compiled.append(_compile(spec, source, line, calendars))
     problems.extend(_duplicate_names(compiled))
@@ -255,6 +310,8 @@ def _inherit(raw: Any, defaults: Any) -> Any:
     """The rule with the file's defaults under it; labels are merged, the rule's win."""
     if not isinstance(raw, dict) or not isinstance(defaults, dict):
         return raw
+    if "scorecard" in raw:  # the file's window: or require: are not a scorecard's
+        defaults = {k: v for k, v in defaults.items() if k not in _NOT_FOR_SCORECARDS}
     merged = {**defaults, **raw}
     if isinstance(defaults.get("labels"), dict) and isinstance(raw.get("labels"), dict):
         merged["labels"] = {**defaults["labels"], **raw["labels"]}
@@ -332,12 +389,22 @@ def _rule_items(document: Any, source: str, problems: list[Problem]) -> list[Any
 
 def _validate_rule(
     raw: Any, document: Any, index: int, source: str, problems: list[Problem]
-) -> RuleSpec | None:
+) -> tuple[RuleSpec | None, frozenset[str]]:
+    """The rule's spec and the keys the schema found wrong. A rule with schema errors is
+    validated again without its faulty keys, so that its other keys are still checked against
+    the catalog and the calendars (every problem at once); such a spec is never compiled."""
     try:
-        return RuleSpec.model_validate(raw)
+        return RuleSpec.model_validate(raw), frozenset()
     except ValidationError as exc:
         problems.extend(problems_of(exc, document, ("rules", index), source))
-        return None
+        errors = exc.errors(include_url=False)
+    faulty = frozenset(str(e["loc"][0]) for e in errors if e["loc"])
+    if not isinstance(raw, dict) or not faulty or "name" in faulty:
+        return None, faulty
+    try:
+        return RuleSpec.model_validate({k: v for k, v in raw.items() if k not in faulty}), faulty
+    except ValidationError:
+        return None, faulty  # a required key is at fault: nothing left to check
 
 
 def _expand(paths: Sequence[Path], problems: list[Problem]) -> list[Path]:
@@ -356,6 +423,10 @@ def _check(rule: RuleSpec, calendars: Mapping[str, Calendar]) -> list[tuple[str,
     """Checks against the KPI catalog and the calendars, as (key at fault, message), all
     reported together."""
     where = f"rule {rule.name!r}"
+    if rule.scorecard is not None:
+        return _scorecardproblems_of(where, rule)
+    if rule.kpi is None:
+        return [("kpi", "missing required key 'kpi'")]
     if not rule.thresholds and rule.no_data is None:
         # A rule without thresholds is unfinished: reported like any missing key, alone.
         return [("thresholds", "missing required key 'thresholds'")]
@@ -404,6 +475,26 @@ def _kindproblems_of(
             )
         )
     return problems
+
+
+def _scorecardproblems_of(where: str, rule: RuleSpec) -> list[tuple[str, str]]:
+    """A scorecard rule judges a team's score against its card's bands, nothing else."""
+    problems = []
+    if level_of(rule.by) != TEAM:
+        problems.append(("by", f"{where}: a scorecard is a team's; write by: [team]"))
+    taken = [k for k in _NOT_FOR_SCORECARDS if getattr(rule, k)]
+    problems.extend(
+        (key, f"{where}: a scorecard rule judges the card's bands; remove {key}:") for key in taken
+    )
+    check = rule.scorecard
+    if check is not None and check.warning is None and check.critical is None:
+        problems.append(("scorecard", f"{where}: scorecard: name a band for warning or critical"))
+    if check is not None and check.warning == "red" and check.critical == "yellow":
+        problems.append(("scorecard", f"{where}: scorecard: critical must be the worse band (red)"))
+    return problems
+
+
+_NOT_FOR_SCORECARDS = ("kpi", "thresholds", "window", "require", "clear", "baseline", "no_data")
 
 
 def _nodataproblems_of(where: str, rule: RuleSpec, level: Level | None) -> list[tuple[str, str]]:
@@ -571,7 +662,9 @@ def _rule_level(rule: RuleSpec) -> Level:
 def _compile(
     rule: RuleSpec, file: str, line: int | None, calendars: Mapping[str, Calendar]
 ) -> CompiledRule:
-    spec = CATALOG[rule.kpi]
+    if rule.scorecard is not None:
+        return _compile_scorecard(rule, rule.scorecard, file, line, calendars)
+    spec = CATALOG[str(rule.kpi)]
     thresholds = _thresholds(rule)
     return CompiledRule(
         name=rule.name,
@@ -616,3 +709,54 @@ def _duplicate_names(rules: Sequence[CompiledRule]) -> list[Problem]:
             )
         seen.setdefault(rule.name, rule)
     return problems
+
+
+# What a scorecard rule judges: a team's score (0-100), read from the KPIs of its card.
+SCORE_KPI = "scorecard_score"
+_BAND_THRESHOLDS: Final[Mapping[str, str]] = {
+    "yellow": "below green (yellow or red)",
+    "red": "below yellow (red)",
+}
+
+
+def _compile_scorecard(
+    rule: RuleSpec,
+    check: ScorecardCheck,
+    file: str,
+    line: int | None,
+    calendars: Mapping[str, Calendar],
+) -> CompiledRule:
+    window = PERIOD_WINDOWS[check.period]
+    spec = KpiSpec(
+        SCORE_KPI, "count", frozenset({TEAM}), frozenset({"orders", "ads"}), (window,), window,
+        f"the team's scorecard score over the {check.period}",
+    )  # fmt: skip
+    # Nominal: each card has its own bands (rules.evaluate judges with them); these name the
+    # band in a resolved alert.
+    bands: tuple[tuple[Severity, str | None], ...] = (
+        ("critical", check.critical),
+        ("warning", check.warning),
+    )
+    thresholds = tuple(
+        (severity, Threshold("<", Decimal(0), None, _BAND_THRESHOLDS[band]))
+        for severity, band in bands
+        if band is not None
+    )
+    return CompiledRule(
+        name=rule.name,
+        description=rule.description,
+        kpi=spec,
+        level=TEAM,
+        window=window,
+        thresholds=thresholds,
+        guards=(),
+        filters=tuple((k, frozenset(v)) for k, v in sorted(rule.filters.items())),
+        labels=tuple(sorted(rule.labels.items())),
+        file=file,
+        line=line,
+        for_=rule.for_,
+        repeat=rule.repeat,
+        mute=tuple(calendars[name] for name in rule.mute),
+        messages=tuple(sorted(rule.message.items())),
+        scorecard=check,
+    )

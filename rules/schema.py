@@ -133,7 +133,10 @@ def parse_duration(text: Any) -> timedelta:
     if match is None or not any(match.groupdict().values()):
         raise ValueError(f"cannot read {text!r} as a duration: write it as '30m', '2h' or '1d'")
     parts = {k: int(v or 0) for k, v in match.groupdict().items()}
-    return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    try:
+        return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than any duration can be") from None
 
 
 def duration_text(value: timedelta) -> str:
@@ -342,14 +345,33 @@ class NoData(_Strict):
 
 
 _Messages = dict[Language, str]
+ScoreBand = Literal["yellow", "red"]
+
+
+class ScorecardCheck(_Strict):
+    """A team's scorecard score over a period, judged against the card's own bands: each
+    severity fires when the score is in the band named or a worse one (yellow: below green;
+    red: below yellow)."""
+
+    period: Literal["day", "week", "month"] = "week"
+    warning: ScoreBand | None = "yellow"
+    critical: ScoreBand | None = "red"
 
 
 class RuleSpec(_Strict):
     """One rule: which KPI, grouped by what, and the thresholds per severity."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        # `kpi:` is required unless the rule judges a scorecard (load says so, at its line).
+        json_schema_extra={"anyOf": [{"required": ["kpi"]}, {"required": ["scorecard"]}]},
+    )
+
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=100)]
     description: str = ""
-    kpi: str
+    # Required for every rule but a `scorecard:` one (load reports it).
+    kpi: str | None = None
     by: Annotated[list[ScopeLabel], Field(min_length=1)] = ["store"]
     window: WindowName | None = None
     # Required for every rule but a `no_data:` one (load reports it, so that the message is the
@@ -372,6 +394,7 @@ class RuleSpec(_Strict):
     message: _Messages = {}
     baseline: Baseline | None = None
     no_data: NoData | None = None
+    scorecard: ScorecardCheck | None = None
 
 
 class Defaults(_Strict):

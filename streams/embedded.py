@@ -11,6 +11,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from rules.alerts import Alert
 from rules.errors import InvalidEventError
@@ -41,6 +42,7 @@ class State:
 class ReplayReport:
     events: int = 0
     alerts: int = 0
+    later: int = 0  # valid events left out because they occurred after `until`
     rejected: list[InvalidEventError] = field(default_factory=list)
 
 
@@ -96,9 +98,11 @@ def replay(
     reference: Reference | None = None,
     *,
     engine: Engine | None = None,
+    until: datetime | None = None,
 ) -> ReplayReport:
     """Decode every record, group the valid events as `kpiwatch produce` would, aggregate and
-    evaluate them in order; bad records (and events past retention) are reported, not fatal."""
+    evaluate them in order; bad records (and events past retention) are reported, not fatal.
+    With `until`, events that occurred after it are left out (what was known at `until`)."""
     engine = engine or Engine(rules, reference, state)
     report = ReplayReport()
 
@@ -108,6 +112,9 @@ def replay(
                 event = record.decode()
             except InvalidEventError as exc:
                 _reject(report, exc, on_reject)
+                continue
+            if until is not None and event.occurred_at > until:
+                report.later += 1
                 continue
             sources[event_key(event)] = record.source
             yield event

@@ -8,7 +8,7 @@ answer from here, so the two can be compared line for line.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,9 +19,9 @@ from streams.reference import Reference
 from streams.rollup import RollupCounters, RollupState, rollup_scope
 from streams.state import DAY, HOUR, META, RS, SEP, STOCK, StateStore, key_parts
 from streams.values import CounterSource, snapshot
-from streams.windows import hour_start
+from streams.windows import day_window, hour_start
 
-ALL_FAMILIES = frozenset({"orders", "ads", "inventory"})
+ALL_FAMILIES = frozenset({"orders", "ads", "inventory", "feed"})
 
 
 def parse_level(by: str) -> Level:
@@ -115,39 +115,60 @@ class StateReader:
 
 
 def kpi_rows(
-    reader: StateReader, by: str, window: str, at: str | datetime | None
+    reader: StateReader,
+    by: str,
+    window: str,
+    at: str | datetime | None,
+    *,
+    day: date | None = None,
 ) -> list[dict[str, Any]]:
     """One row per scope with data: labels, window bounds, and every KPI's value (as strings,
-    so no digit is lost; null when undefined)."""
+    so no digit is lost; null when undefined).
+
+    The window is the one that ends with the period holding `at` (what a rule judged at that
+    moment reads), or with `day`, each scope's own local day, when given. The state answers
+    with whole buckets: the caller that wants nothing after `at` counted (`kpiwatch kpis`)
+    aggregates only the events up to it, and its rows then end at `at`."""
     level = parse_level(by)
     if window not in WINDOWS:
         raise ValueError(f"window {window!r}: use one of {', '.join(WINDOWS)}")
     moment = _moment(at)
     scopes = reader.rollup_scopes() if level in ROLLUPS else reader.store_scopes(level)
     rows = []
+    for scope, source in scopes:
+        if scope.level == level:
+            rows.append(_row(reader, scope, source, window, moment, day))
+    return sorted(rows, key=lambda row: sorted(row["scope"].items()))
+
+
+def _row(
+    reader: StateReader,
+    scope: Scope,
+    source: CounterSource,
+    window: str,
+    moment: datetime,
+    day: date | None,
+) -> dict[str, Any]:
+    level = scope.level
     windowed = [n for n, s in CATALOG.items() if level in s.levels and window in s.windows]
     current = [n for n, s in CATALOG.items() if level in s.levels and not s.windowed]
-    for scope, source in scopes:
-        if scope.level != level:
-            continue
-        zone = _zone(scope)
-        hour = hour_start(moment, zone) if level not in ROLLUPS else None
-        touch = Touch(scope, ALL_FAMILIES, moment.astimezone(zone).date(), hour, moment)
-        view = snapshot(source, reader.reference, touch, window, windowed)
-        values = {**view.values, **snapshot(source, reader.reference, touch, None, current).values}
-        rows.append(
-            {
-                "scope": dict(scope.labels),
-                "window": window,
-                "window_start": view.window.start.isoformat() if view.window else None,
-                "window_end": view.window.end.isoformat() if view.window else None,
-                "currency": view.currency,
-                "values": _strings(values),
-                "native_currency": view.native_currency,
-                "native": _strings({k: v for k, v in view.native.items() if v is not None}),
-            }
-        )
-    return sorted(rows, key=lambda row: sorted(row["scope"].items()))
+    zone = _zone(scope)
+    if day is not None:  # the last instant of the scope's own local day
+        moment = day_window(day, zone).end - timedelta(microseconds=1)
+    hour = hour_start(moment, zone) if level not in ROLLUPS else None
+    touch = Touch(scope, ALL_FAMILIES, moment.astimezone(zone).date(), hour, moment)
+    view = snapshot(source, reader.reference, touch, window, windowed)
+    values = {**view.values, **snapshot(source, reader.reference, touch, None, current).values}
+    return {
+        "scope": dict(scope.labels),
+        "window": window,
+        "window_start": view.window.start.isoformat() if view.window else None,
+        "window_end": view.window.end.isoformat() if view.window else None,
+        "currency": view.currency,
+        "values": _strings(values),
+        "native_currency": view.native_currency,
+        "native": _strings({k: v for k, v in view.native.items() if v is not None}),
+    }
 
 
 def _zone(scope: Scope) -> Any:

@@ -22,7 +22,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Final
 
-from rules.errors import ConfigError, Problem
+from rules.errors import ConfigError, KpiwatchError, Problem
 from streams.events import minor_unit_exponent
 
 StoreKey = tuple[str, str, str]  # platform, marketplace, store
@@ -42,6 +42,10 @@ class FxRates:
     reporting: str = "USD"
     _dates: dict[str, list[date]] = field(default_factory=dict)
     _rates: dict[str, list[Decimal]] = field(default_factory=dict)
+    # Told once per currency, with the first day found without a rate: money in it is then
+    # undefined (null), which a person would otherwise not notice.
+    on_missing: Callable[[str, date], None] | None = None
+    missing: dict[str, date] = field(default_factory=dict)
 
     def set(self, currency: str, effective: date, rate: Decimal) -> None:
         dates = self._dates.setdefault(currency, [])
@@ -57,10 +61,18 @@ class FxRates:
         if currency == self.reporting:
             return Decimal(1)
         dates = self._dates.get(currency)
-        if not dates:
+        index = bisect.bisect_right(dates, on) - 1 if dates else -1
+        if index < 0:
+            self._missed(currency, on)
             return None
-        index = bisect.bisect_right(dates, on) - 1
-        return self._rates[currency][index] if index >= 0 else None
+        return self._rates[currency][index]
+
+    def _missed(self, currency: str, on: date) -> None:
+        if currency in self.missing:
+            return
+        self.missing[currency] = on
+        if self.on_missing is not None:
+            self.on_missing(currency, on)
 
     def convert_minor(self, minor: int, currency: str, on: date) -> int | None:
         """Minor units of `currency` as minor units of the reporting currency, rounded half-even
@@ -92,8 +104,12 @@ def load_reference(
     targets: Path | None = None,
     teams: Path | None = None,
 ) -> Reference:
-    """Load whichever files are given; raises ConfigError listing every bad row of every file."""
-    minor_unit_exponent(reporting)  # an unknown reporting currency fails here, clearly
+    """Load whichever files are given; raises ConfigError listing every bad row of every file
+    (and KpiwatchError for a reporting currency that is not one)."""
+    try:
+        minor_unit_exponent(reporting)
+    except ValueError as exc:
+        raise KpiwatchError(f"reporting currency: {exc}") from None
     reference = Reference(fx=FxRates(reporting=reporting))
     problems: list[Problem] = []
     for path, columns, apply in (

@@ -122,8 +122,15 @@ class WorkerProcess:
         """The worker's tables (buckets, inventory, rollups) as JSON."""
         return self._get("/state")
 
-    def kpis(self, by: str, window: str, at: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self._get("/kpis", by=by, window=window, at=at)["kpis"]
+    def kpis(self, by: str, window: str, at: str, *, day: bool = False) -> list[dict[str, Any]]:
+        """/kpis with `at=` (the window whose last bucket holds it), or with `day=` when `day`
+        is set (`at` is then a local day, YYYY-MM-DD)."""
+        query = {"by": by, "window": window, ("day" if day else "at"): at}
+        rows: list[dict[str, Any]] = self._get("/kpis", **query)["kpis"]
+        return rows
+
+    def scorecards(self, **query: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._get("/scorecards", **query)["scorecards"]
         return rows
 
     def _get(self, path: str, **params: str) -> dict[str, Any]:

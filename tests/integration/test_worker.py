@@ -72,8 +72,9 @@ def hour_cut(lines: list[bytes]) -> int:
     return next(n for n in range(middle, len(lines)) if hours[n] > max(hours[:n]))
 
 
-def cli_kpis(path: Path, by: str, window: str, at: str) -> list[dict[str, Any]]:
-    """`kpiwatch kpis`, the embedded answer to the worker's /kpis page."""
+def cli_kpis(path: Path, by: str, window: str, day: str) -> list[dict[str, Any]]:
+    """`kpiwatch kpis --day`, the embedded answer to the worker's /kpis?day= page (`--at`
+    leaves out the file's later events, which a live worker has counted)."""
     result = subprocess.run(
         [
             sys.executable,
@@ -85,8 +86,8 @@ def cli_kpis(path: Path, by: str, window: str, at: str) -> list[dict[str, Any]]:
             by,
             "--window",
             window,
-            "--at",
-            at,
+            "--day",
+            day,
         ],
         capture_output=True,
         text=True,
@@ -145,9 +146,10 @@ async def test_events_to_alerts_tables_and_dead_letters(
 
     tables = embedded_tables(lines)
     assert await _eventually(worker.state, tables) == tables
-    at = "2026-11-21T18:00:00+00:00"
+    day = "2026-11-21"
     for by, window in (("store,sku", "24h"), ("store", "7d"), ("marketplace", "1d")):
-        assert worker.kpis(by, window, at) == cli_kpis(tmp_path / "events.jsonl", by, window, at)
+        found = worker.kpis(by, window, day, day=True)
+        assert found == cli_kpis(tmp_path / "events.jsonl", by, window, day)
     await _wait_for(lambda: len(webhook.alerts()) >= len(expected))
     assert Counter(map(alert_identity, webhook.alerts())) == Counter(map(alert_identity, expected))
 
@@ -181,9 +183,11 @@ async def test_restart_recovers_tables_and_does_not_alert_twice(
     assert Counter(map(alert_identity, alerts)) == Counter(map(alert_identity, all_alerts))
     tables = embedded_tables(lines)
     assert await _eventually(worker.state, tables) == tables
-    at = "2026-11-21T18:00:00+00:00"
+    day = "2026-11-21"
     for by, window in (("store,sku", "24h"), ("store", "7d"), ("marketplace", "1d")):
-        assert worker.kpis(by, window, at) == cli_kpis(tmp_path / "all.jsonl", by, window, at)
+        assert worker.kpis(by, window, day, day=True) == cli_kpis(
+            tmp_path / "all.jsonl", by, window, day
+        )
 
 
 async def test_web_server_listens_on_loopback_only(

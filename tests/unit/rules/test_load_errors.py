@@ -50,6 +50,29 @@ EXPECTED: dict[str, list[tuple[int | None, str]]] = {
     "invalid-yaml.yaml": [
         (5, "not valid YAML: while scanning a quoted scalar, found unexpected end of stream"),
     ],
+    # A bad indent on line 6 is reported there, not where the rule's mapping began (line 2).
+    "bad-indent.yaml": [
+        (
+            6,
+            "not valid YAML: expected <block end>, but found '<block mapping start>' (in the "
+            "block mapping that starts on line 2); check this line's indentation",
+        ),
+    ],
+    # Schema and catalog mistakes of one rule, all of them, each at its own line.
+    "schema-and-catalog-mistakes.yaml": [
+        (5, "window: Input should be '1h', '24h', '1d', '7d', '28d' or 'mtd'"),
+        (6, "unknown key 'colour'"),
+        (7, "rule 'acos-high': '> 35 USD' has a currency but acos is a ratio"),
+        (
+            9,
+            "rule 'acos-high': unknown calendar 'golden-week' (known: none defined; add them "
+            "under calendars:)",
+        ),
+    ],
+    "scorecard-rule-by-store.yaml": [
+        (4, "rule 'score-low': a scorecard is a team's; write by: [team]"),
+        (5, "rule 'score-low': a scorecard rule judges the card's bands; remove thresholds:"),
+    ],
     "empty.yaml": [(None, "the file is empty; expected 'rules:'")],
     "bad-severity.yaml": [
         (5, "thresholds: 'severe' is not allowed here; input should be 'warning' or 'critical'"),

@@ -173,8 +173,11 @@ def test_json_schema_lists_every_rule_key() -> None:
         "message",
         "baseline",
         "no_data",
+        "scorecard",
     }
-    assert set(rule["required"]) == {"name", "kpi"}
+    assert set(rule["required"]) == {"name"}
+    # kpi: is required unless the rule judges a team's scorecard.
+    assert rule["anyOf"] == [{"required": ["kpi"]}, {"required": ["scorecard"]}]
     assert rule["additionalProperties"] is False
 
 
