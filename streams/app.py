@@ -23,12 +23,13 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
 import faust
 import pydantic_core
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from rules.errors import InvalidEventError
@@ -36,9 +37,10 @@ from rules.evaluate import Evaluation
 from rules.load import RuleSet
 from sinks.base import Sink
 from sinks.load import SinksSetup
-from streams import faststore, metrics
+from streams import faststore, metrics, reportmetrics
 from streams.durable import mark_sent, recover, write_batch
 from streams.events import EVENTS_TOPIC, TOPICS, EventKind, decode_message
+from streams.health import install_health
 from streams.heap import Heap
 from streams.kpi import Stores
 from streams.notify import install_notifier
@@ -46,6 +48,7 @@ from streams.pipeline import Message, Output, Pipeline
 from streams.query import StateReader, is_rollup, kpi_rows
 from streams.reference import Reference
 from streams.rollup import RollupPipeline
+from streams.scorecards import scorecard_rows
 from streams.settings import Settings
 from streams.state import DEFAULT_CACHE_BYTES, RS, StateStore
 
@@ -244,6 +247,20 @@ class Inputs:
         self._first.pop(key, None)
         return True
 
+    async def reseek(self) -> None:
+        """Seek again each partition whose gap stays though nothing past it comes (a timer):
+        `_gap` seeks again only when a message arrives, but Faust may drop every re-read one
+        (see there), and on a partition whose end was fetched no other message would come: it
+        would stall until new input arrived, with its last messages unprocessed."""
+        owned, now = self.owned(), time.monotonic()
+        for key, (want, until, last) in list(self._seeking.items()):
+            if key not in owned:
+                self._seeking.pop(key, None)
+            elif now - last >= self.RESEEK:
+                with contextlib.suppress(IllegalStateError):  # revoked meanwhile
+                    await self.app.consumer.seek(TP(*key), want)
+                self._seeking[key] = (want, until, now)
+
     async def commit(self, positions: dict[int, dict[str, int]]) -> None:
         offsets = {
             TP(topic, partition): offset
@@ -288,6 +305,8 @@ class Processor:
         self.inputs = inputs
         self.lock = asyncio.Lock()
         self.runners: dict[int, Any] = {}
+        # Revoked at a rebalance and not assigned again yet: no batch writes for them.
+        self.revoked: set[int] = set()
         self.gauges = Gauges()
         self.heap = Heap()
 
@@ -312,7 +331,8 @@ class Processor:
         owned = self.inputs.owned()
         for event in events:
             message = event.message
-            if (message.topic, message.partition) in owned:
+            mine = (message.topic, message.partition) in owned
+            if mine and message.partition not in self.revoked:
                 by_partition.setdefault(message.partition, []).append(event)
         sent: list[tuple[int, int, dict[str, Any]]] = []
         held: dict[int, dict[str, int]] = {}
@@ -325,6 +345,7 @@ class Processor:
             if not kept:
                 continue
             outputs = self.process(pipeline, partition, kept)
+            await self.dead_letter(outputs.pop("dead", []))
             meta = pipeline.state.meta()
             for event in kept:
                 meta["pos"][event.message.topic] = event.message.offset + 1
@@ -340,6 +361,15 @@ class Processor:
         for partition, seq, _ in sent:
             await mark_sent(self.runners[partition].store, partition, self.changelog, seq)
         return held
+
+    async def dead_letter(self, records: list[dict[str, Any]]) -> None:
+        """Send a batch's dead letters and wait for the broker, before the batch is written:
+        they stay out of its marker, which must fit in one Kafka message however many bad
+        events the batch held. A crash before the marker sends them again (at least once)."""
+        if records:
+            observe({"dead": records})
+            await self.outputs.send({"dead": records})
+            await self.outputs.flush()
 
     async def runner(self, partition: int) -> Any:
         """The partition's pipeline; the first time after an assignment, the partition's
@@ -361,10 +391,20 @@ class Processor:
         return found
 
     async def revoke(self, partitions: Iterable[int]) -> None:
-        """Forget partitions another worker now owns (their keys too: Faust recovers them
-        afresh from the changelog if they come back), once the batch in hand is written."""
+        """Write nothing more for these partitions, once the batch in hand is written. A
+        rebalance revokes every partition a worker holds (Kafka's eager protocol), before the
+        new assignment says which stay: `assign` forgets only the others."""
         async with self.lock:
-            gone = set(partitions)
+            self.revoked |= set(partitions)
+
+    async def assign(self, partitions: Iterable[int]) -> None:
+        """After a rebalance: forget the revoked partitions another worker now owns (their keys
+        too: Faust recovers them afresh from the changelog if they come back); keep the state
+        of those assigned again, which nobody else wrote meanwhile (streams/faststore.py does
+        not read them again)."""
+        async with self.lock:
+            gone = self.revoked - set(partitions)
+            self.revoked.clear()
             for partition in gone & set(self.runners):
                 del self.runners[partition]
             _drop_partitions(self.table, gone)
@@ -435,6 +475,7 @@ class EventsProcessor(Processor):
                 decoded.messages.append(Message(valid, where, sources))
         for topic, count in counted.items():
             metrics.EVENTS_IN.labels(topic=topic).inc(count)
+            metrics.DEAD_LETTERED.labels(topic=topic)  # a share of 0, not "no data"
         return decoded
 
     def run_isolated(
@@ -529,18 +570,31 @@ def _late(output: Output) -> list[dict[str, Any]]:
         {
             "reason": exc.reason,
             "source": exc.source,
-            "topic": exc.source.split("/", 1)[0],
+            **_origin(exc.source),
             "dead_lettered_at": datetime.now(UTC).isoformat(),
         }
         for exc in output.rejected
     ]
 
 
+def _origin(source: str) -> dict[str, Any]:
+    """An event's place as the worker names it, `topic/partition/offset[#index]`, in the
+    fields every dead letter has (README: topic, partition, offset, index)."""
+    place, _, index = source.partition("#")
+    parts = place.rsplit("/", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return {"topic": source.split("/", 1)[0]}
+    found: dict[str, Any] = {"topic": parts[0], "partition": int(parts[1]), "offset": int(parts[2])}
+    if index.isdigit():
+        found["index"] = int(index)
+    return found
+
+
 def _poisoned(message: Message, failure: str) -> dict[str, Any]:
     return {
         "reason": failure,
         "source": message.source,
-        "topic": message.source.split("/", 1)[0],
+        **_origin(message.source),
         "events": [event.model_dump(mode="json") for event in message.events],
         "dead_lettered_at": datetime.now(UTC).isoformat(),
     }
@@ -550,29 +604,48 @@ def dead_letter_record(
     message: Any, reason: str, index: int = 0, found: Sequence[Any] = ()
 ) -> dict[str, Any]:
     """What a dead-lettered event looks like: the reason, where it came from (topic, partition,
-    offset and, in a message of several events, its index), and the message's bytes."""
+    offset and, in a message of several events, its index), and the message's bytes (its first
+    DEAD_VALUE_BYTES, with `value_truncated` and `value_bytes` when it is longer)."""
     value: bytes | None = message.value
-    text: str | None
-    try:
-        text = value.decode() if value is not None else None
-    except UnicodeDecodeError:
-        text = None
+    kept = value[:DEAD_VALUE_BYTES] if value is not None else None
     record: dict[str, Any] = {
         "reason": reason,
         "topic": message.topic,
         "partition": message.partition,
         "offset": message.offset,
-        "value": text,
-        "value_base64": base64.b64encode(value).decode() if value is not None else None,
+        "value": _text(value, kept),
+        "value_base64": base64.b64encode(kept).decode() if kept is not None else None,
         "dead_lettered_at": datetime.now(UTC).isoformat(),
     }
+    if value is not None and kept is not None and len(kept) < len(value):
+        record["value_truncated"] = True
+        record["value_bytes"] = len(value)
     if len(found) > 1:
         record["index"] = index
     key = message.key
-    if isinstance(key, bytes):
+    if isinstance(key, bytes) and len(key) <= DEAD_KEY_BYTES:
         with contextlib.suppress(UnicodeDecodeError):
             record["key"] = key.decode()
     return record
+
+
+# A dead letter must fit in one Kafka message (the worker's producer sends at most 1 MiB), so it
+# carries at most this much of its message, and the message's key only up to DEAD_KEY_BYTES
+# (it keys the record); the whole message stays on its topic at the offset the record names.
+DEAD_VALUE_BYTES: Final = 64 * 1024
+DEAD_KEY_BYTES: Final = 1024
+
+
+def _text(value: bytes | None, kept: bytes | None) -> str | None:
+    """`kept` (a prefix of `value`) as text when the whole value is UTF-8, else None."""
+    if value is None or kept is None:
+        return None
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return None
+    # A cut may split the last character; the prefix is otherwise valid UTF-8.
+    return kept.decode(errors="ignore")
 
 
 class Gauges:
@@ -591,7 +664,12 @@ class Gauges:
             kpi = evaluation.rule.kpi.name
             snapshot = evaluation.snapshot
             metrics.KPI_GAUGES.set(
-                evaluation.rule.name, kpi, snapshot.labels, snapshot.values.get(kpi)
+                evaluation.rule.name,
+                kpi,
+                snapshot.labels,
+                snapshot.values.get(kpi),
+                window=snapshot.window_name,
+                currency=snapshot.currency,
             )
         self._latest.clear()
 
@@ -694,6 +772,11 @@ def build_app(
         await events.revoke({tp.partition for tp in revoked if tp.topic in input_names})
         await rollups.revoke({tp.partition for tp in revoked if tp.topic == rollups_name})
 
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned = args[0] if args else kwargs.get("assigned", ())
+        await events.assign({tp.partition for tp in assigned if tp.topic in input_names})
+        await rollups.assign({tp.partition for tp in assigned if tp.topic == rollups_name})
+
     async def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Faust stops the agents after this: let the batch in hand finish and start no other
         # (never released), then send what is queued. A batch not started is read again.
@@ -705,8 +788,10 @@ def build_app(
         await producer.start()
 
     app.on_partitions_revoked.connect(on_revoked)
+    app.on_partitions_assigned.connect(on_assigned)
     app.on_before_shutdown.connect(on_shutdown)
     app.task(start_producer)
+    app.timer(interval=Inputs.RESEEK)(inputs.reseek)
     broker = metrics.BrokerWatch(metrics.REGISTRY, settings.kafka_bootstrap)
 
     async def watch_broker() -> None:
@@ -727,6 +812,9 @@ def build_app(
     # The notify agent, /silences and the lag gauge (streams/notify.py).
     install_notifier(app, alerts_topic, settings, sinks, sinks_setup)
 
+    # /health (liveness) and /ready (readiness: tables recovered), for orchestrators' probes.
+    install_health(app)
+
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         body, content_type = metrics.exposition()
@@ -745,15 +833,49 @@ def build_app(
 
     @app.page("/kpis")
     async def kpis_page(web: Any, request: Any) -> Any:
-        """KPI values of this worker's partitions: ?by=store,sku&window=24h&at=ISO-TIME."""
+        """KPI values of this worker's partitions: ?by=store,sku&window=24h&at=ISO-TIME (the
+        window whose last bucket holds `at`: live state holds later events too) or &day=
+        YYYY-MM-DD (the window ending with each scope's own local day)."""
         query = request.query
         try:
+            day = date.fromisoformat(query["day"]) if query.get("day") else None
             rows = kpi_rows(
-                reader(), query.get("by", "store"), query.get("window", "1d"), query.get("at")
+                reader(),
+                query.get("by", "store"),
+                query.get("window", "1d"),
+                query.get("at"),
+                day=day,
             )
         except ValueError as exc:
             return web.json({"error": str(exc)}, status=400)
         return web.json({"kpis": rows, "rollup": is_rollup(query.get("by", "store"))})
+
+    def scorecards(period: str, query: Any = None) -> list[dict[str, Any]]:
+        query = query or {}
+        day = date.fromisoformat(query["day"]) if query.get("day") else None
+        return scorecard_rows(
+            reader(),
+            rollups.rules.scorecards,  # the reloaded rule files' cards
+            period,
+            query.get("at"),
+            day=day,
+            team=query.get("team"),
+            held_only=True,
+        )
+
+    reportmetrics.SCORECARDS.rows_of = scorecards
+    reportmetrics.watch_missing_rates(reference.fx)
+
+    @app.page("/scorecards")
+    async def scorecards_page(web: Any, request: Any) -> Any:
+        """Team scorecards of this worker's rollup partitions: ?period=day|week|month
+        &team=T&at=ISO-TIME or &day=YYYY-MM-DD (as /kpis)."""
+        query = request.query
+        try:
+            rows = scorecards(query.get("period", "week"), query)
+        except ValueError as exc:
+            return web.json({"error": str(exc)}, status=400)
+        return web.json({"scorecards": rows})
 
     @app.page("/state")
     async def state_page(web: Any, request: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The `kpiwatch` command: demo, replay, simulate, produce, worker, rules."""
+"""The `kpiwatch` command: demo, replay, simulate, produce, worker, rules, alerts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -113,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
         "kpis",
         help="print KPI values per scope from an event file (JSON lines or CSV), in-process",
         description="Aggregate EVENTS_FILE exactly as the worker does and print, for every "
-        "scope of the --by level, the KPI values over --window ending at --at, as JSON lines.",
+        "scope of the --by level, the KPI values over --window ending at --at (or with the "
+        "local --day), as JSON lines. Example: kpiwatch kpis events.jsonl --by store "
+        "--window 1d --day 2026-11-30 --fx fx.csv",
     )
     kpis.add_argument("events", type=Path, metavar="EVENTS_FILE")
     _file_args(kpis)
@@ -124,9 +126,24 @@ def _parser() -> argparse.ArgumentParser:
         "platform | team (default store)",
     )
     kpis.add_argument("--window", default="1d", help="1h, 24h, 1d, 7d, 28d or mtd (default 1d)")
-    kpis.add_argument("--at", help="end of the window, ISO 8601 with zone (default: newest event)")
+    when = kpis.add_mutually_exclusive_group()
+    when.add_argument(
+        "--at",
+        metavar="TIME",
+        help="end of the window, ISO 8601 with zone: events after it are not counted, the "
+        "window is the buckets (local hours or days) up to it (default: the newest event)",
+    )
+    when.add_argument(
+        "--day",
+        type=_iso_day,
+        metavar="YYYY-MM-DD",
+        help="the window ending with this local day, in each store's own time zone "
+        "(--window 1d: that whole day; 7d: it and the 6 days before)",
+    )
     _reference_args(kpis)
     kpis.set_defaults(run=_kpis)
+
+    _scorecard_parser(commands)
 
     simulate = commands.add_parser(
         "simulate",
@@ -197,6 +214,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     silence.add_argument("silence_args", nargs=argparse.REMAINDER)  # handled in main()
 
+    _alerts_parser(commands)
+
     rules = commands.add_parser("rules", help="check rule files, export their JSON Schema")
     rule_commands = rules.add_subparsers(title="rules commands", required=True, metavar="COMMAND")
     check = rule_commands.add_parser(
@@ -207,13 +226,16 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     check.set_defaults(run=_rules_check)
     schema = rule_commands.add_parser("schema", help="print the JSON Schema of rule files")
+    schema.add_argument(
+        "--scorecards", action="store_true", help="the JSON Schema of scorecard files instead"
+    )
     schema.set_defaults(run=_rules_schema)
     backtest = rule_commands.add_parser(
         "test",
         help="backtest rule files on an event file (JSON lines or CSV)",
         description="Replay EVENTS_FILE through the rules in-process, exactly as the worker "
-        "would, and print every alert transition with its event time (muted ones marked), "
-        "then per rule how often it fired, was muted and resolved.",
+        "would, and print every alert transition with its event time (muted ones marked) in "
+        "time order, then per rule how often it fired, was muted and resolved.",
     )
     backtest.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     backtest.add_argument("--events", type=Path, required=True, metavar="EVENTS_FILE")
@@ -246,11 +268,14 @@ def _simulation_args(parser: argparse.ArgumentParser) -> None:
 PROGRESS_EVERY = 10_000  # records between progress lines with -v
 
 
-def _file_args(parser: argparse.ArgumentParser) -> None:
+def _file_args(parser: argparse.ArgumentParser, *, file_format: bool = True) -> None:
     group = parser.add_argument_group(
         "event files: JSON lines, or CSV (.csv or --format csv), one row per order line"
     )
-    group.add_argument("--format", choices=["jsonl", "csv"], help="default: by file suffix")
+    if file_format:  # `scorecard --format` is its output's: its files go by their suffix
+        group.add_argument("--format", choices=["jsonl", "csv"], help="default: by file suffix")
+    else:
+        parser.set_defaults(format=None)
     group.add_argument(
         "--kind",
         choices=["order", "ad_spend", "inventory"],
@@ -389,12 +414,22 @@ def _reference_args(parser: argparse.ArgumentParser) -> None:
 
 def _reference(args: argparse.Namespace) -> Reference:
     settings = Settings()
-    return load_reference(
+    reference = load_reference(
         args.reporting_currency or settings.reporting_currency,
         fx=args.fx or settings.fx_file,
         costs=args.costs or settings.costs_file,
         targets=args.targets or settings.targets_file,
         teams=args.teams or settings.teams_file,
+    )
+    reference.fx.on_missing = _warn_missing_rate
+    return reference
+
+
+def _warn_missing_rate(currency: str, day: date) -> None:
+    print(
+        f"kpiwatch: warning: no FX rate {currency} -> reporting currency for {day} (give one "
+        f"with --fx): money KPIs with {currency} in them are null",
+        file=sys.stderr,
     )
 
 
@@ -490,26 +525,49 @@ def _kpis(args: argparse.Namespace) -> int:
     from streams.query import kpi_rows
 
     state, reference = State(), _reference(args)
+    at = _aware(args.at, "--at") if args.at else None
     options = _file_options(args)
     rejects = _Rejects(args, options)
     try:
         records = _records(args, options, rejects)
-        report = replay(records, RuleSet([]), lambda _: None, rejects, state, reference)
+        report = replay(records, RuleSet([]), lambda _: None, rejects, state, reference, until=at)
     finally:
         rejects.close()
     view = reader(state, reference)
-    at = args.at or view.newest_event()
     try:
-        rows = kpi_rows(view, args.by, args.window, at)
+        rows = kpi_rows(view, args.by, args.window, at or view.newest_event(), day=args.day)
     except ValueError as exc:
         raise KpiwatchError(str(exc)) from exc
     for row in rows:
+        if at is not None and row["window_end"] is not None:
+            # Nothing after --at was counted: the window ends there, not with its bucket.
+            end = datetime.fromisoformat(row["window_end"])
+            row["window_end"] = min(end, at.astimezone(end.tzinfo)).isoformat()
         print(json.dumps(row, ensure_ascii=False))
+    later = f", {report.later} after --at left out" if at is not None else ""
     print(
-        f"kpiwatch kpis: {report.events} events, {rejects.count} rejected, {len(rows)} scopes",
+        f"kpiwatch kpis: {report.events} events, {rejects.count} rejected{later}, "
+        f"{len(rows)} scopes",
         file=sys.stderr,
     )
     return 0
+
+
+def _iso_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day such as 2026-11-30") from None
+
+
+def _aware(text: str, option: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise KpiwatchError(f"{option} {text!r}: not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise KpiwatchError(f"{option} {text}: give a time zone, e.g. 2026-11-23T12:00:00+09:00")
+    return moment
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -617,6 +675,60 @@ def _connect_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     connect.set_defaults(run=_connect)
 
 
+def _alerts_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    alerts = commands.add_parser("alerts", help="alerts the sinks gave up on: resend them")
+    alert_commands = alerts.add_subparsers(title="alerts commands", required=True, metavar="CMD")
+    resend = alert_commands.add_parser(
+        "resend",
+        help="send dead-lettered alerts again, once their sink is back",
+        description="Read the alerts-dead-letter topic (where a worker puts the alerts a sink "
+        "still refused after every retry) and send each record's alerts again through that "
+        "sink, with the worker's sinks file (KPIWATCH_SINKS_FILE, KPIWATCH_WEBHOOK_URL), retry "
+        "policy and rate limits. Nothing is sent twice: alerts the workers' dedupe ledger in "
+        "Redis knows as delivered are dropped, what is sent goes into that ledger, and each "
+        "record sent is marked in Redis as re-sent (30 days), so running the command again "
+        "sends nothing again; a record that fails again stays for the next run. A transition "
+        "older than one of its fingerprint already delivered is skipped as superseded, so a "
+        "firing never lands after its own resolve. One line per record on stdout, a summary "
+        "on stderr; exit 1 if a record could not be sent.",
+    )
+    _kafka_args(resend)
+    resend.add_argument("--redis-url", help="the workers' Redis (KPIWATCH_REDIS_URL)")
+    resend.add_argument("--sink", metavar="NAME", help="only the records of this sink")
+    resend.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="only records dead-lettered since WHEN: 30m, 2h, 1d ago, or an ISO time with zone",
+    )
+    resend.add_argument(
+        "--dry-run", action="store_true", help="list what would be sent; send and mark nothing"
+    )
+    resend.set_defaults(run=_alerts_resend)
+
+
+def _alerts_resend(args: argparse.Namespace) -> int:
+    from redis.exceptions import RedisError
+
+    from streams.resend import parse_since, resend
+
+    settings = _settings(args)
+    if args.redis_url:
+        settings = settings.model_copy(update={"redis_url": args.redis_url})
+    try:
+        since = parse_since(args.since) if args.since else None
+        tally = asyncio.run(
+            resend(settings, sink=args.sink, since=since, dry_run=args.dry_run, out=sys.stdout)
+        )
+    except ValueError as exc:
+        print(f"kpiwatch alerts resend: {exc}", file=sys.stderr)
+        return 2
+    except RedisError as exc:
+        print(f"kpiwatch alerts resend: Redis: {exc}; nothing more was sent", file=sys.stderr)
+        return 1
+    print(f"kpiwatch alerts resend: {tally.summary(args.dry_run)}", file=sys.stderr)
+    return 1 if tally.failed else 0
+
+
 def _address(value: str, option: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or int(port) > 65535:
@@ -635,7 +747,8 @@ def _connect(args: argparse.Namespace) -> int:
 
 def _rules_check(args: argparse.Namespace) -> int:
     rules = load_paths(args.paths)
-    print(f"ok: {len(rules)} rule(s) in {len(args.paths)} path(s)")
+    cards = f", {len(rules.scorecards)} scorecard(s)" if rules.scorecards else ""
+    print(f"ok: {len(rules)} rule(s){cards} in {len(args.paths)} path(s)")
     return 0
 
 
@@ -645,10 +758,12 @@ def _rules_test(args: argparse.Namespace) -> int:
     rules = load_paths(args.paths)
     counts = {rule.name: {"fired": 0, "muted": 0, "resolved": 0} for rule in rules.rules}
 
+    transitions: list[Alert] = []
+
     def record(alert: Alert) -> None:
         outcome = "muted" if alert.muted else "fired" if alert.status == "firing" else "resolved"
         counts[alert.rule][outcome] += 1
-        print(transition_line(alert))
+        transitions.append(alert)
 
     options = _file_options(args)
     rejects = _Rejects(args, options)
@@ -657,6 +772,10 @@ def _rules_test(args: argparse.Namespace) -> int:
         report = replay(records, rules, record, rejects, reference=_reference(args))
     finally:
         rejects.close()
+    # The engine reports a file's transitions as it reads them, store by store: a person reads
+    # a backtest as a timeline. Stable, so transitions at one instant keep their order.
+    for alert in sorted(transitions, key=lambda a: a.at):
+        print(transition_line(alert))
     print(f"\n{report.events} events, {rejects.count} rejected; per rule:")
     width = max((len(name) for name in counts), default=0)
     for name, n in counts.items():
@@ -673,7 +792,83 @@ def transition_line(alert: Alert) -> str:
 
 
 def _rules_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(json_schema(), indent=2))
+    from rules.scorecard import scorecard_json_schema
+
+    print(json.dumps(scorecard_json_schema() if args.scorecards else json_schema(), indent=2))
+    return 0
+
+
+def _scorecard_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    card = commands.add_parser(
+        "scorecard",
+        help="team scorecards (weighted KPI attainment, red/yellow/green) from an event file",
+        description="Aggregate EVENTS_FILE exactly as the worker does and score each team's "
+        "card (a `scorecards:` file among --rules) over the period: the team's KPIs (each "
+        "store's own local days, money in the reporting currency) against their targets, "
+        "attainment capped at 100 per KPI, weighted. Undefined KPIs (ACoS with no ad sales, "
+        "attainment without a target) are left out with their weight. Stores belong to teams "
+        "through --teams. Example: kpiwatch scorecard events.jsonl --teams teams.csv "
+        "--fx fx.csv --rules rules/library --team marketplace-ops --period week",
+    )
+    card.add_argument("events", type=Path, metavar="EVENTS_FILE")
+    card.add_argument("--team", help="only this team's (or person's) card (default: every card)")
+    card.add_argument(
+        "--period",
+        choices=["day", "week", "month"],
+        default="week",
+        help="day: the local day; week: the last 7 local days; month: the month so far "
+        "(default: week)",
+    )
+    card.add_argument(
+        "--format",
+        dest="output",
+        choices=["table", "json"],
+        default="table",
+        help="table (default) or JSON lines, one card each",
+    )
+    card.add_argument(
+        "--rules",
+        type=Path,
+        action="append",
+        metavar="PATH",
+        help="rule file or folder holding the scorecard file (repeatable; default: the "
+        "shipped library)",
+    )
+    when = card.add_mutually_exclusive_group()
+    when.add_argument("--at", metavar="TIME", help="end of the period, as for `kpiwatch kpis`")
+    when.add_argument("--day", type=_iso_day, metavar="YYYY-MM-DD", help="the period's last day")
+    _file_args(card, file_format=False)
+    _reference_args(card)
+    card.set_defaults(run=_scorecard)
+
+
+def _scorecard(args: argparse.Namespace) -> int:
+    from rules.load import load_library
+    from streams.embedded import State, reader, replay
+    from streams.scorecards import scorecard_rows, scorecard_table
+
+    cards = (load_paths(args.rules) if args.rules else load_library()).scorecards
+    state, reference = State(), _reference(args)
+    at = _aware(args.at, "--at") if args.at else None
+    options = _file_options(args)
+    rejects = _Rejects(args, options)
+    try:
+        records = _records(args, options, rejects)
+        replay(records, RuleSet([]), lambda _: None, rejects, state, reference, until=at)
+    finally:
+        rejects.close()
+    view = reader(state, reference)
+    try:
+        rows = scorecard_rows(
+            view, cards, args.period, at or view.newest_event(), day=args.day, team=args.team
+        )
+    except ValueError as exc:
+        raise KpiwatchError(str(exc)) from exc
+    if args.output == "json":
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    else:
+        print(scorecard_table(rows))
     return 0
 
 
