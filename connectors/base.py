@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from connectors.checkpoint import CheckpointStore
 from rules.errors import InvalidEventError, ServiceError
@@ -38,6 +38,12 @@ class SourceError(ServiceError):
         self.where = where
         self.reason = reason
         super().__init__(f"{where}: {reason}")
+
+    @property
+    def refused(self) -> bool:
+        """The platform refused this request itself (a bad id, a record of another shop), as
+        opposed to failing (transport, auth, 5xx): platforms' errors say which."""
+        return False
 
 
 @dataclass(frozen=True)
@@ -186,3 +192,34 @@ async def poll_forever(
 
 async def _log_rejected(error: InvalidEventError) -> None:
     log.warning("rejected %s: %s", error.source, error.reason)
+
+
+async def each_alone(
+    keys: Sequence[str],
+    fetch: Callable[[list[str]], Awaitable[list[Any]]],
+    error: type[SourceError],
+    what: str,
+    where: str,
+) -> tuple[list[Any], list[InvalidEventError]]:
+    """`fetch(keys)` at once; if the platform refuses the batch, each key on its own, so one
+    record it will not give is dead-lettered with the reason (`{where} {what} {key}`) instead of
+    holding back every record after it. A failure that is not a refusal is raised; so is the
+    batch's refusal when every key of several is refused (the shop's problem, not a record's)."""
+    try:
+        return await fetch(list(keys)), []
+    except error as exc:
+        if not exc.refused:
+            raise
+        first = exc
+    found: list[Any] = []
+    refused: list[InvalidEventError] = []
+    for key in keys:
+        try:
+            found.extend(await fetch([key]))
+        except error as exc:
+            if not exc.refused:
+                raise
+            refused.append(InvalidEventError(f"{where} {what} {key}", exc.reason))
+    if len(refused) == len(keys) > 1:
+        raise first
+    return found, refused

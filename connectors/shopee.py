@@ -58,6 +58,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, Final, Literal
 
 import httpx
@@ -73,7 +74,7 @@ from pydantic import (
 )
 
 from connectors.api import Throttle, read_json, scrub
-from connectors.base import EventSink, Page, RejectSink, SourceError
+from connectors.base import EventSink, Page, RejectSink, SourceError, each_alone
 from connectors.push import PushReceiver, reject
 from rules.errors import InvalidEventError
 from streams.events import InventoryEvent, OrderEvent, OrderStatus, describe
@@ -379,13 +380,9 @@ async def order_details(
     holds back the orders after it. If it refuses every order, the pass fails."""
     if not numbers:
         return [], []
-    try:
-        found = await _detail(api, numbers)
-        refused: list[InvalidEventError] = []
-    except ShopeeApiError as exc:
-        if not exc.refused:
-            raise
-        found, refused = await _one_by_one(api, numbers, where, exc)
+    found, refused = await each_alone(
+        numbers, partial(_detail, api), ShopeeApiError, "order", where
+    )
     events: list[OrderEvent] = []
     rejected: list[InvalidEventError] = list(refused)
     for index, order in enumerate(found):
@@ -401,23 +398,6 @@ async def _detail(api: ShopeeApi, numbers: list[str]) -> list[Any]:
     detail = await api.get(ORDER_DETAIL_PATH, params)
     orders = detail.get("order_list") or []
     return orders if isinstance(orders, list) else []
-
-
-async def _one_by_one(
-    api: ShopeeApi, numbers: list[str], where: str, first: ShopeeApiError
-) -> tuple[list[Any], list[InvalidEventError]]:
-    found: list[Any] = []
-    refused: list[InvalidEventError] = []
-    for number in numbers:
-        try:
-            found.extend(await _detail(api, [number]))
-        except ShopeeApiError as exc:
-            if not exc.refused:
-                raise
-            refused.append(InvalidEventError(f"{where} order {number}", exc.reason))
-    if len(refused) == len(numbers) > 1:
-        raise first  # every order refused: the shop's problem, not one record's
-    return found, refused
 
 
 def _list_params(state: _Cursor) -> dict[str, str]:

@@ -75,7 +75,7 @@ from pydantic import (
 )
 
 from connectors.api import Throttle, read_json, scrub
-from connectors.base import EventSink, Page, RejectSink, SourceError
+from connectors.base import EventSink, Page, RejectSink, SourceError, each_alone
 from connectors.push import PushReceiver, reject
 from rules.errors import InvalidEventError
 from streams.events import Event, InventoryEvent, OrderEvent, OrderStatus, describe
@@ -519,24 +519,13 @@ class TikTokInventorySource:
         """The batch's inventory; if TikTok refuses the batch, each product on its own, so one
         bad product id (deleted, not this shop's) is dead-lettered instead of stopping the
         feed at this batch for ever. If every product is refused, the shop is: the pass fails."""
-        try:
-            return await self._search_inventory(product_ids, where), []
-        except TikTokApiError as exc:
-            if not exc.refused:
-                raise
-            first = exc
-        found: list[Any] = []
-        refused: list[InvalidEventError] = []
-        for product_id in product_ids:
-            try:
-                found.extend(await self._search_inventory([product_id], where))
-            except TikTokApiError as exc:
-                if not exc.refused:
-                    raise
-                refused.append(InvalidEventError(f"{where} product {product_id}", exc.reason))
-        if len(refused) == len(product_ids) > 1:
-            raise first  # every product refused: the shop's problem, not one product's
-        return found, refused
+        return await each_alone(
+            product_ids,
+            functools.partial(self._search_inventory, where=where),
+            TikTokApiError,
+            "product",
+            where,
+        )
 
     async def _search_inventory(self, product_ids: list[str], where: str) -> list[Any]:
         data = await self.api.call("POST", INVENTORY_PATH, {}, {"product_ids": product_ids})

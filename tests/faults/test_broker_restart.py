@@ -11,14 +11,7 @@ is answered with an error and posted again, as Shopify retries a webhook until i
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -29,7 +22,8 @@ import httpx
 import pytest
 from faults.conftest import OwnServices
 from faults.test_worker_crash import LIBRARY, caught_up, produce, segments
-from integration.support import REPO, Services, WorkerFactory, free_port, read_topic
+from integration.support import Services, ShopifyReceiver, WorkerFactory, read_topic
+from unit.connectors.test_shopify import order
 
 from connectors.kafka import ensure_topics
 from connectors.simulator import simulate
@@ -44,48 +38,35 @@ SHOP = "restart.myshopify.com"
 
 
 def webhook_order(number: int) -> dict[str, Any]:
-    """A Shopify orders/create body (fields as Shopify's webhook example), inside the
-    simulated period so it counts in the same windows."""
-    created = START + timedelta(hours=60, minutes=number)
-    return {
-        "id": 9_000_000 + number,
-        "name": f"#R{number}",
-        "created_at": created.isoformat(),
-        "updated_at": created.isoformat(),
-        "currency": "USD",
-        "financial_status": "paid",
-        "fulfillment_status": None,
-        "cancelled_at": None,
-        "test": False,
-        "line_items": [
+    """A Shopify orders/create body (Shopify's webhook example, tests/unit/connectors), inside
+    the simulated period so it counts in the same windows."""
+    created = (START + timedelta(hours=60, minutes=number)).isoformat()
+    return order(
+        id=9_000_000 + number,
+        name=f"#R{number}",
+        created_at=created,
+        updated_at=created,
+        line_items=[
             {"id": 1, "variant_id": 11, "sku": f"R-{number % 3}", "quantity": 1, "price": "19.90"}
         ],
-    }
+    )
 
 
-async def post(client: httpx.AsyncClient, url: str, number: int) -> int:
+async def post(client: httpx.AsyncClient, receiver: ShopifyReceiver, number: int) -> int:
     """One signed webhook delivery; the HTTP status (0: no connection)."""
     body = json.dumps(webhook_order(number)).encode()
-    digest = hmac.new(SECRET.encode(), body, hashlib.sha256).digest()
-    headers = {
-        "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
-        "X-Shopify-Webhook-Id": f"restart-{number}",
-        "X-Shopify-Topic": "orders/create",
-        "X-Shopify-Shop-Domain": SHOP,
-    }
-    try:
-        response = await client.post(url, content=body, headers=headers)
-    except httpx.TransportError:
-        return 0
-    return response.status_code
+    response = await receiver.post(client, body, f"restart-{number}")
+    return 0 if response is None else response.status_code
 
 
-async def deliver(client: httpx.AsyncClient, url: str, number: int, timeout: float) -> list[int]:
+async def deliver(
+    client: httpx.AsyncClient, receiver: ShopifyReceiver, number: int, timeout: float
+) -> list[int]:
     """Post until a 2xx, as Shopify does; every status seen."""
     seen: list[int] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        seen.append(await post(client, url, number))
+        seen.append(await post(client, receiver, number))
         if 200 <= seen[-1] < 300:
             return seen
         await asyncio.sleep(1.0)
@@ -101,33 +82,6 @@ def metric(text: str, name: str) -> float:
 
 async def metrics_of(client: httpx.AsyncClient, url: str) -> str:
     return (await client.get(url, timeout=5.0)).text
-
-
-def start_connect(
-    bootstrap: str, services: Services, prefix: str, tmp_path: Path
-) -> tuple[subprocess.Popen[bytes], str, str, Path]:
-    config, log = tmp_path / "connect.yaml", tmp_path / "connect.log"
-    config.write_text(
-        "shopify:\n"
-        "  secret: {env: TEST_SHOPIFY_SECRET}\n"
-        "  shops:\n"
-        f"    {SHOP}: {{store_id: shopify-restart, marketplace: US}}\n"
-    )
-    listen, port = free_port(), free_port()
-    env = {**os.environ, "TEST_SHOPIFY_SECRET": SECRET, "PYTHONPATH": str(REPO)}
-    command = [
-        *(sys.executable, "-m", "streams.cli", "connect", "shopify", "--config", str(config)),
-        *("--listen", f"127.0.0.1:{listen}", "--metrics", f"127.0.0.1:{port}"),
-        *("--broker", bootstrap, "--topic-prefix", prefix, "--redis", services.redis_url),
-    ]
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-    return (
-        process,
-        f"http://127.0.0.1:{listen}/webhooks/shopify",
-        f"http://127.0.0.1:{port}/metrics",
-        log,
-    )
 
 
 def webhook_lines(records: list[dict[str, Any]]) -> list[bytes]:
@@ -162,15 +116,16 @@ async def test_kafka_stopped_30s_mid_stream_loses_nothing_and_shows_in_metrics(
         extra={"KPIWATCH_KAFKA_BOOTSTRAP": bootstrap, "KPIWATCH_ROLLUP_IDLE_S": "900"},
     )
     worker.start()
-    connect, hook_url, connect_metrics, connect_log = start_connect(
-        bootstrap, services, prefix, tmp_path
+    connect = ShopifyReceiver.start(
+        kafka, prefix, tmp_path, store_id="shopify-restart", shop=SHOP, secret=SECRET
     )
+    connect_metrics = f"http://{connect.metrics}/metrics"
     worker_metrics = f"{worker.url}/metrics"
     try:
         async with httpx.AsyncClient(timeout=10.0) as client:
             await produce(kafka, prefix, first, pace=1.0)
             for number in range(3):
-                await deliver(client, hook_url, number, timeout=60)
+                await deliver(client, connect, number, timeout=60)
 
             # A backlog the worker is still reading when the broker goes.
             await produce(kafka, prefix, backlog, pace=0.5)
@@ -180,21 +135,21 @@ async def test_kafka_stopped_30s_mid_stream_loses_nothing_and_shows_in_metrics(
             down_seen = {"worker": False, "connect": False}
             number = 3
             while time.monotonic() - stopped < OUTAGE_S:
-                during.append(await post(client, hook_url, number))
+                during.append(await post(client, connect, number))
                 for name, url in (("worker", worker_metrics), ("connect", connect_metrics)):
                     if metric(await metrics_of(client, url), "kpiwatch_kafka_up") == 0:
                         down_seen[name] = True
                 assert worker.process is not None, "the worker went away"
                 assert worker.process.poll() is None, worker.tail()
-                assert connect.poll() is None, connect_log.read_text()
+                assert connect.process.poll() is None, connect.log.read_text()
                 await asyncio.sleep(2.0)
             assert down_seen == {"worker": True, "connect": True}
             assert not any(200 <= status < 300 for status in during), during
 
             own_services.start("kafka", keep_data=True)
-            retried = await deliver(client, hook_url, number, timeout=120)
+            retried = await deliver(client, connect, number, timeout=120)
             for number in range(4, 6):
-                await deliver(client, hook_url, number, timeout=60)
+                await deliver(client, connect, number, timeout=60)
             await produce(kafka, prefix, last, pace=1.0)
 
             records = await read_topic(
@@ -223,10 +178,5 @@ async def test_kafka_stopped_30s_mid_stream_loses_nothing_and_shows_in_metrics(
             "counted once"
         )
     finally:
-        connect.send_signal(signal.SIGTERM)
-        try:
-            connect.wait(30)
-        except subprocess.TimeoutExpired:
-            connect.kill()
-            connect.wait(10)
+        connect.stop()
         worker.stop()

@@ -202,6 +202,35 @@ def _differences(got: list[dict[str, Any]] | None, want: list[dict[str, Any]]) -
     return found[:5]
 
 
+async def delivered(
+    services: Services, prefix: str, expected: list[dict[str, Any]], receiver: Receiver
+) -> tuple[list[dict[str, Any]], set[str], list[str]]:
+    """Check that every transition replay gives is on the alerts topic and every audible one
+    reached the webhook; returns the topic's records, the audible keys and those repeated."""
+    alerts = await read_topic(
+        services.kafka_bootstrap, prefix + "alerts", until=lambda got: len(got) >= len(expected)
+    )
+    assert set(map(alert_identity, alerts)) == set(map(alert_identity, expected))
+    audible = {
+        f"{a['fingerprint']}:{a['status']}:{a['severity']}:{datetime.fromisoformat(a['at'])}".replace(
+            " ", "T"
+        )
+        for a in expected
+        if not a["muted"]
+    }
+    deadline = time.monotonic() + 60
+    while set(receiver.keys()) != audible and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    if set(receiver.keys()) != audible:  # say where the missing ones went, if anywhere
+        dead = await read_topic(
+            services.kafka_bootstrap, prefix + "alerts-dead-letter", until=bool, timeout=5.0
+        )
+        missing = audible - set(receiver.keys())
+        assert not missing, (missing, [d["reason"] for d in dead])
+    assert set(receiver.keys()) == audible
+    return alerts, audible, [key for key, count in receiver.keys().items() if count > 1]
+
+
 async def kill(
     worker: WorkerProcess,
     how: str,
@@ -312,26 +341,10 @@ async def test_kill_9_at_five_points_loses_nothing_and_counts_nothing_twice(
         await caught_up(worker, sent)
     assert any(hit == "recovery" for _, hit in kills), kills
 
-    # Every transition replay gives is on the alerts topic (a crash may repeat one there).
-    alerts = await read_topic(
-        services.kafka_bootstrap, prefix + "alerts", until=lambda got: len(got) >= len(expected)
-    )
-    assert set(map(alert_identity, alerts)) == set(map(alert_identity, expected))
+    # Every transition replay gives is on the alerts topic (a crash may repeat one there), and
+    # each one a person should hear of reaches the webhook once.
     assert Counter(map(alert_identity, expected)).most_common(1)[0][1] == 1
-
-    # ... and each one a person should hear of reaches the webhook once.
-    audible = {
-        f"{a['fingerprint']}:{a['status']}:{a['severity']}:{datetime.fromisoformat(a['at'])}".replace(
-            " ", "T"
-        )
-        for a in expected
-        if not a["muted"]
-    }
-    deadline = time.monotonic() + 60
-    while set(receiver.keys()) != audible and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
-    assert set(receiver.keys()) == audible
-    repeats = [key for key, count in receiver.keys().items() if count > 1]
+    alerts, audible, repeats = await delivered(services, prefix, expected, receiver)
     for key in repeats:
         first = min(t for t, alert in receiver.got if alert["key"] == key)
         assert any(0 <= at - first <= UNNOTED for at, _ in kills), (key, kills)

@@ -4,7 +4,11 @@ and reading topics of the real broker."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -239,3 +243,90 @@ def alert_identity(alert: dict[str, Any]) -> tuple[Any, ...]:
         alert["threshold"],
         alert["window_start"],
     )
+
+
+@dataclass
+class ShopifyReceiver:
+    """`kpiwatch connect shopify` in its long-running mode: signed webhooks for one shop on
+    `url`, its metrics on `metrics`; started and stopped by its PID."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    metrics: str
+    log: Path
+    shop: str
+    secret: str
+
+    @classmethod
+    def start(
+        cls,
+        services: Services,
+        prefix: str,
+        workdir: Path,
+        *,
+        store_id: str,
+        shop: str = "example.myshopify.com",
+        secret: str = "hush",
+        verbose: bool = False,
+    ) -> ShopifyReceiver:
+        config, log = workdir / "connect.yaml", workdir / "connect.log"
+        config.write_text(
+            "shopify:\n"
+            "  secret: {env: TEST_SHOPIFY_SECRET}\n"
+            "  shops:\n"
+            f"    {shop}: {{store_id: {store_id}, marketplace: US}}\n"
+        )
+        listen, metrics = free_port(), free_port()
+        env = {**os.environ, "TEST_SHOPIFY_SECRET": secret, "PYTHONPATH": str(REPO)}
+        command = [
+            *(sys.executable, "-m", "streams.cli", *(["-v"] if verbose else [])),
+            *("connect", "shopify", "--config", str(config)),
+            *("--listen", f"127.0.0.1:{listen}", "--metrics", f"127.0.0.1:{metrics}"),
+            *("--broker", services.kafka_bootstrap, "--topic-prefix", prefix),
+            *("--redis", services.redis_url),
+        ]
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env
+            )
+        url = f"http://127.0.0.1:{listen}/webhooks/shopify"
+        return cls(process, url, f"127.0.0.1:{metrics}", log, shop, secret)
+
+    async def post(
+        self, client: httpx.AsyncClient, body: bytes, webhook_id: str
+    ) -> httpx.Response | None:
+        """One signed orders/create delivery, as Shopify makes it; None: no connection."""
+        digest = hmac.new(self.secret.encode(), body, hashlib.sha256).digest()
+        headers = {
+            "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
+            "X-Shopify-Webhook-Id": webhook_id,
+            "X-Shopify-Topic": "orders/create",
+            "X-Shopify-Shop-Domain": self.shop,
+        }
+        try:
+            return await client.post(self.url, content=body, headers=headers)
+        except httpx.TransportError:
+            return None
+
+    async def post_when_up(
+        self, client: httpx.AsyncClient, body: bytes, webhook_id: str, timeout: float = 60.0
+    ) -> httpx.Response:
+        """Post once the receiver listens; its answer."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"kpiwatch connect exited:\n{self.log.read_text()}")
+            response = await self.post(client, body, webhook_id)
+            if response is not None:
+                return response
+            await asyncio.sleep(0.1)
+        raise TimeoutError("the Shopify receiver never came up")
+
+    def stop(self) -> int:
+        """SIGTERM, by PID; its exit code (killed after 30 s)."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)

@@ -7,9 +7,6 @@ serves webhooks to Kafka with metrics, dead-letters what it cannot map, and stop
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import os
 import signal
@@ -26,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
-from integration.support import REPO, Services, free_port, read_topic
+from integration.support import REPO, Services, ShopifyReceiver, free_port, read_topic
 from pydantic import SecretStr
 from unit.connectors.fakes import FakeAmazon, amazon_order
 
@@ -264,34 +261,21 @@ async def test_connect_serves_shopify_webhooks_to_kafka_with_metrics(
     from unit.connectors.test_shopify import order
 
     store_id = f"shopify-{uuid.uuid4().hex[:8]}"
-    config, log = tmp_path / "connect.yaml", tmp_path / "connect.log"
-    config.write_text(
-        "shopify:\n"
-        "  secret: {env: TEST_SHOPIFY_SECRET}\n"
-        "  shops:\n"
-        f"    example.myshopify.com: {{store_id: {store_id}, marketplace: US}}\n"
-    )
-    listen, metrics = free_port(), free_port()
-    env = {**os.environ, "TEST_SHOPIFY_SECRET": "hush", "PYTHONPATH": str(REPO)}
-    command = [
-        *(sys.executable, "-m", "streams.cli", "-v", "connect", "shopify", "--config", str(config)),
-        *("--listen", f"127.0.0.1:{listen}", "--metrics", f"127.0.0.1:{metrics}"),
-        *("--broker", services.kafka_bootstrap, "--topic-prefix", prefix),
-        *("--redis", services.redis_url),
-    ]
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    receiver = ShopifyReceiver.start(services, prefix, tmp_path, store_id=store_id, verbose=True)
     try:
         async with httpx.AsyncClient(timeout=10.0) as client:
             good = json.dumps(order()).encode()
             bad = json.dumps(order(currency="XXQ")).encode()
-            url = f"http://127.0.0.1:{listen}/webhooks/shopify"
             answers = [
-                await post_when_up(client, url, body, webhook_id, process, log)
+                await receiver.post_when_up(client, body, webhook_id)
                 for body, webhook_id in ((good, "w-good"), (bad, "w-bad"), (good, "w-good"))
             ]
-            assert answers == ["ok", "rejected", "duplicate"]
-            text = (await client.get(f"http://127.0.0.1:{metrics}/metrics")).text
+            assert [(a.status_code, a.text) for a in answers] == [
+                (200, "ok"),
+                (200, "rejected"),
+                (200, "duplicate"),
+            ]
+            text = (await client.get(f"http://{receiver.metrics}/metrics")).text
         assert f'kpiwatch_connector_events_total{{source="shopify",store="{store_id}"}} 1.0' in text
         assert 'kpiwatch_connector_rejected_total{source="shopify"} 1.0' in text
         assert (
@@ -299,9 +283,8 @@ async def test_connect_serves_shopify_webhooks_to_kafka_with_metrics(
             in text
         )
     finally:
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(30)
-    assert code == 0, log.read_text()
+        code = receiver.stop()
+    assert code == 0, receiver.log.read_text()
     [event] = await read_topic(
         services.kafka_bootstrap, prefix + EVENTS_TOPIC, until=lambda r: len(r) >= 1
     )
@@ -311,31 +294,3 @@ async def test_connect_serves_shopify_webhooks_to_kafka_with_metrics(
     )
     assert dead["source"] == "shopify orders/create webhook w-bad"
     assert "XXQ" in dead["reason"]
-
-
-async def post_when_up(
-    client: httpx.AsyncClient,
-    url: str,
-    body: bytes,
-    webhook_id: str,
-    process: subprocess.Popen[bytes],
-    log: Path,
-) -> str:
-    digest = hmac.new(b"hush", body, hashlib.sha256).digest()
-    headers = {
-        "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
-        "X-Shopify-Webhook-Id": webhook_id,
-        "X-Shopify-Topic": "orders/create",
-        "X-Shopify-Shop-Domain": "example.myshopify.com",
-    }
-    for _ in range(600):
-        if process.poll() is not None:
-            raise AssertionError(f"kpiwatch connect exited:\n{log.read_text()}")
-        try:
-            response = await client.post(url, content=body, headers=headers)
-        except httpx.ConnectError:
-            await asyncio.sleep(0.1)
-            continue
-        assert response.status_code == 200, response.text
-        return response.text
-    raise TimeoutError("the receiver never came up")

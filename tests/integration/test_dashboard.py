@@ -7,20 +7,16 @@ SDK's models, generated from Grafana's schema) and against the generator that wr
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import importlib.util
 import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +28,15 @@ import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
-from integration.support import REPO, SERVICES, Services, Webhook, WorkerFactory, free_port
+from integration.support import (
+    REPO,
+    SERVICES,
+    Services,
+    ShopifyReceiver,
+    Webhook,
+    WorkerFactory,
+    free_port,
+)
 from ruamel.yaml import YAML
 
 from connectors.kafka import EventProducer
@@ -230,56 +234,20 @@ def shopify_order(number: int, at: datetime, currency: str = "USD") -> bytes:
 
 
 @pytest.fixture
-async def connect(
-    services: Services, prefix: str, tmp_path: Path
-) -> AsyncIterator[tuple[str, str]]:
-    """`kpiwatch connect shopify` receiving webhooks for the store STORE: (webhook url,
-    metrics host:port)."""
-    config, log = tmp_path / "connect.yaml", tmp_path / "connect.log"
-    config.write_text(
-        "shopify:\n"
-        "  secret: {env: TEST_SHOPIFY_SECRET}\n"
-        "  shops:\n"
-        f"    dash.myshopify.com: {{store_id: {STORE}, marketplace: US}}\n"
+def connect(services: Services, prefix: str, tmp_path: Path) -> Iterator[ShopifyReceiver]:
+    """`kpiwatch connect shopify` receiving webhooks for the store STORE."""
+    receiver = ShopifyReceiver.start(
+        services, prefix, tmp_path, store_id=STORE, shop="dash.myshopify.com"
     )
-    listen, metrics = free_port(), free_port()
-    env = {**os.environ, "TEST_SHOPIFY_SECRET": "hush", "PYTHONPATH": str(REPO)}
-    command = [
-        *(sys.executable, "-m", "streams.cli", "connect", "shopify", "--config", str(config)),
-        *("--listen", f"127.0.0.1:{listen}", "--metrics", f"127.0.0.1:{metrics}"),
-        *("--broker", services.kafka_bootstrap, "--topic-prefix", prefix),
-        *("--redis", services.redis_url),
-    ]
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
     try:
-        yield f"http://127.0.0.1:{listen}/webhooks/shopify", f"127.0.0.1:{metrics}"
+        yield receiver
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        receiver.stop()
 
 
-async def post_webhook(client: httpx.AsyncClient, url: str, body: bytes) -> None:
-    digest = hmac.new(b"hush", body, hashlib.sha256).digest()
-    headers = {
-        "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
-        "X-Shopify-Webhook-Id": uuid.uuid4().hex,
-        "X-Shopify-Topic": "orders/create",
-        "X-Shopify-Shop-Domain": "dash.myshopify.com",
-    }
-    for _ in range(300):
-        try:
-            response = await client.post(url, content=body, headers=headers)
-        except httpx.ConnectError:
-            await asyncio.sleep(0.1)
-            continue
-        response.raise_for_status()
-        return
-    raise TimeoutError("the Shopify receiver never came up")
+async def post_webhook(client: httpx.AsyncClient, receiver: ShopifyReceiver, body: bytes) -> None:
+    response = await receiver.post_when_up(client, body, uuid.uuid4().hex, timeout=30.0)
+    response.raise_for_status()
 
 
 async def produce(services: Services, prefix: str, now: datetime, live: asyncio.Event) -> None:
@@ -379,7 +347,7 @@ async def test_every_panel_query_returns_data(
     worker_factory: WorkerFactory,
     prefix: str,
     prometheus: OwnPrometheus,
-    connect: tuple[str, str],
+    connect: ShopifyReceiver,
     webhook: Webhook,
     tmp_path: Path,
 ) -> None:
@@ -392,16 +360,15 @@ async def test_every_panel_query_returns_data(
         extra=reference_files(tmp_path, now),
     )
     worker.start()
-    hook_url, connect_metrics = connect
-    write_targets(prometheus, prefix, f"127.0.0.1:{worker.web_port}", connect_metrics)
+    write_targets(prometheus, prefix, f"127.0.0.1:{worker.web_port}", connect.metrics)
     live = asyncio.Event()
     producing = asyncio.create_task(produce(services, prefix, now, live))
     data = load_dashboard()
     results: list[Result] = []
     try:
         async with httpx.AsyncClient(timeout=10.0) as client:
-            await post_webhook(client, hook_url, shopify_order(1, now))
-            await post_webhook(client, hook_url, shopify_order(2, now, currency="XXQ"))  # rejected
+            await post_webhook(client, connect, shopify_order(1, now))
+            await post_webhook(client, connect, shopify_order(2, now, currency="XXQ"))  # rejected
             values = await resolve_variables(client, prometheus.url, data)
             # The chosen store, its marketplace and team; then "All" (what a first visit shows).
             everything = dict.fromkeys(values, ".*")
@@ -413,7 +380,7 @@ async def test_every_panel_query_returns_data(
                         await instant(client, prometheus.url, result)
                 if all(r.ok for r in results) or time.monotonic() > deadline:
                     break
-                await post_webhook(client, hook_url, shopify_order(3, datetime.now(UTC)))
+                await post_webhook(client, connect, shopify_order(3, datetime.now(UTC)))
                 await asyncio.sleep(2.0)
     finally:
         live.set()

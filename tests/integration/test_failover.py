@@ -41,6 +41,7 @@ from faults.test_worker_crash import (
     UNNOTED,
     Receiver,
     _differences,
+    delivered,
     events_file,
     expected_kpis,
     produce,
@@ -53,7 +54,6 @@ from integration.support import (
     WorkerFactory,
     WorkerProcess,
     alert_identity,
-    read_topic,
 )
 
 from connectors.kafka import ensure_topics
@@ -276,32 +276,3 @@ async def test_the_survivor_takes_over_and_nothing_is_lost_counted_twice_or_told
         f"{sum(n - 1 for n in on_topic.values())} repeated); {len(audible)} delivered, "
         f"{len(repeats)} repeated; {time.monotonic() - began:.0f} s in all"
     )
-
-
-async def delivered(
-    services: Services, prefix: str, expected: list[dict[str, Any]], receiver: Receiver
-) -> tuple[list[dict[str, Any]], set[str], list[str]]:
-    """Check that every transition replay gives is on the alerts topic and every audible one
-    reached the webhook; returns the topic's records, the audible keys and those repeated."""
-    alerts = await read_topic(
-        services.kafka_bootstrap, prefix + "alerts", until=lambda got: len(got) >= len(expected)
-    )
-    assert set(map(alert_identity, alerts)) == set(map(alert_identity, expected))
-    audible = {
-        f"{a['fingerprint']}:{a['status']}:{a['severity']}:{datetime.fromisoformat(a['at'])}".replace(
-            " ", "T"
-        )
-        for a in expected
-        if not a["muted"]
-    }
-    deadline = time.monotonic() + 60
-    while set(receiver.keys()) != audible and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
-    if set(receiver.keys()) != audible:  # say where the missing ones went, if anywhere
-        dead = await read_topic(
-            services.kafka_bootstrap, prefix + "alerts-dead-letter", until=bool, timeout=5.0
-        )
-        missing = audible - set(receiver.keys())
-        assert not missing, (missing, [d["reason"] for d in dead])
-    assert set(receiver.keys()) == audible
-    return alerts, audible, [key for key, count in receiver.keys().items() if count > 1]
