@@ -39,12 +39,22 @@ from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from connectors.amazon_sp import LWA_TOKEN_URL, MARKETPLACES, LwaTokens
 from connectors.api import Backoff, Sleep, Throttle, read_json
-from connectors.base import Page, SourceError
-from rules.errors import InvalidEventError
+from connectors.base import FeedRef, Page, SourceError
+from connectors.building import Built, Context, Section
+from rules.errors import InvalidEventError, ServiceError
+from rules.fileconfig import Seconds, SecretSource
 from streams.events import AdSpendEvent, describe, minor_unit_exponent
 
 log = logging.getLogger(__name__)
@@ -553,3 +563,112 @@ def _amount(row: dict[str, Any], name: str, source: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | Decimal) or value < 0:
         raise InvalidEventError(source, f"{name} must be a number >= 0, got {value!r}")
     return Decimal(value)
+
+
+# --- The connect file's section and builder ------------------------------------------------
+
+
+# Where an SNS subscription confirmation may send us: SNS's own hosts.
+SNS_URL: Final = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+
+
+class AdsSqsSection(BaseModel):
+    """The SQS queue Amazon's Marketing Stream topics deliver to. AWS credentials come the
+    usual AWS way (environment, shared files, the instance's or pod's role), never this file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue_url: str = Field(pattern=r"^https?://[^/\s]+/\S+$")
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    # Another SQS endpoint (a local SQS-compatible server for tests); None: AWS's own.
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+/?$")
+    # Where a subscription confirmation may send us (a regex); by default SNS's own hosts.
+    confirm_url: str = SNS_URL
+
+
+class AmazonAdsSection(AmazonAdsConfig, Section):
+    # Amazon advises requesting reports once or twice a day.
+    poll_interval: Seconds = 12 * 3600.0
+    client_secret: SecretSource
+    refresh_token: SecretSource
+    # Marketing Stream through SQS (before the Firehose key, which is only needed without it).
+    sqs: AdsSqsSection | None = None
+    # Needed when a profile's mode is `stream` and its records come through Amazon Data
+    # Firehose rather than SQS.
+    firehose_access_key: SecretSource | None = Field(default=None, validate_default=True)
+
+    @field_validator("firehose_access_key")
+    @classmethod
+    def _firehose_key(cls, key: SecretSource | None, info: ValidationInfo) -> SecretSource | None:
+        streamed = [p.store_id for p in info.data.get("profiles") or [] if p.mode == "stream"]
+        if streamed and key is None and info.data.get("sqs") is None:
+            raise ValueError(
+                f"profile(s) {', '.join(streamed)} use mode stream, which arrives through "
+                "Firehose or SQS: say where the Firehose access key lives, or give sqs:"
+            )
+        return key
+
+
+async def build_amazon_ads(section: AmazonAdsSection, context: Context) -> Built:
+    # Marketing Stream builds on this module (its records are ad events): imported here.
+    from connectors.amazon_ads_stream import FirehoseReceiver, MarketingStream
+
+    tokens = LwaTokens(
+        context.client,
+        section.client_id,
+        section.client_secret.get(),
+        section.refresh_token.get(),
+        url=section.token_url,
+    )
+    api = AdsApi(context.client, tokens, section.client_id, section.endpoint)
+    built = Built()
+    for profile in section.profiles:
+        if profile.mode == "reports":
+            built.add(
+                AdsReportSource(api, profile, section.start, section.lookback_days),
+                FeedRef("amazon", profile.marketplace, profile.store_id, "ads"),
+            )
+    if section.sqs is not None:
+        await _sqs_consumer(section, section.sqs, context, built)
+    if section.firehose_access_key is not None:
+        stream = MarketingStream(section, context.checkpoints, on_rejected=context.on_rejected)
+        built.receivers.append(
+            FirehoseReceiver(
+                stream,
+                section.firehose_access_key.get(),
+                context.push_sink,
+                on_rejected=context.on_rejected,
+            )
+        )
+    return built
+
+
+async def _sqs_consumer(
+    section: AmazonAdsSection, sqs: AdsSqsSection, context: Context, built: Built
+) -> None:
+    from connectors.amazon_ads_sqs import MarketingStreamQueue
+    from connectors.amazon_ads_stream import MarketingStream
+
+    try:
+        from aiobotocore.session import get_session
+    except ImportError as exc:
+        raise ServiceError(
+            "amazon_ads sqs: needs the AWS client; install kpiwatch[sqs] (aiobotocore)"
+        ) from exc
+    client = (
+        await get_session()
+        .create_client("sqs", region_name=sqs.region, endpoint_url=sqs.endpoint_url)
+        .__aenter__()
+    )
+    built.closers.append(client.close)
+    stream = MarketingStream(section, context.checkpoints, on_rejected=context.on_rejected)
+    built.consumers.append(
+        MarketingStreamQueue(
+            stream,
+            client,
+            sqs.queue_url,
+            context.push_sink,
+            context.client,
+            confirm_url=sqs.confirm_url,
+        )
+    )

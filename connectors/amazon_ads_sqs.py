@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
+from connectors.amazon_ads import SNS_URL
 from connectors.amazon_ads_stream import MarketingStream
 from connectors.base import EventSink
 from streams.events import Event
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Where a SubscribeURL may point: an SNS endpoint of an AWS region (China's included).
-SNS_URL: Final = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
 MAX_MESSAGES: Final = 10  # ReceiveMessage's and DeleteMessageBatch's limit
 WAIT_SECONDS: Final = 20  # the longest long poll
 ERROR_PAUSE: Final = 5.0

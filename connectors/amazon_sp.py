@@ -21,6 +21,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import httpx
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -31,10 +32,13 @@ from pydantic import (
 )
 
 from connectors.api import Backoff, Sleep, Throttle, TokenBucket, read_json, scrub
-from connectors.base import Page, SourceError
+from connectors.base import FeedRef, Page, SourceError
+from connectors.building import Built, Context, Section
 from connectors.money import lines_for_total
 from rules.errors import InvalidEventError
+from rules.fileconfig import Seconds, SecretSource
 from streams.events import (
+    FeedName,
     InventoryEvent,
     Money,
     OrderEvent,
@@ -751,3 +755,67 @@ def inventory_event(
         raise InvalidEventError(source, describe(exc)) from exc
     except (AttributeError, TypeError, ValueError) as exc:
         raise InvalidEventError(source, f"malformed inventoryDetails: {exc}") from exc
+
+
+# --- The connect file's section and builder ------------------------------------------------
+
+
+class SpStoreSection(SpStore):
+    refresh_token: SecretSource
+
+
+class AmazonSpSection(AmazonSpConfig, Section):
+    client_id: str = Field(min_length=1)
+    client_secret: SecretSource
+    token_url: str = LWA_TOKEN_URL
+    start: AwareDatetime
+    feeds: list[Literal["orders", "inventory"]] = Field(
+        default=["orders", "inventory"], min_length=1
+    )
+    # Before `endpoint` (AmazonSpConfig checks the endpoint against every store's region).
+    stores: list[SpStoreSection] = Field(min_length=1)  # type: ignore[assignment]
+    endpoint: str | None = Field(default=None, validate_default=True)
+    # startDateTime passes miss inbound-only changes: a full pass on start and this often.
+    inventory_full_every: Seconds = 86400.0
+    inventory_full_on_start: bool = True
+
+
+async def build_amazon_sp(section: AmazonSpSection, context: Context) -> Built:
+    built = Built()
+    for entry in section.stores:
+        tokens = LwaTokens(
+            context.client,
+            section.client_id,
+            section.client_secret.get(),
+            entry.refresh_token.get(),
+            url=section.token_url,
+        )
+        store = SpStore(**entry.model_dump(include=set(SpStore.model_fields)))
+        api = SpApi(context.client, tokens, endpoint=section.endpoint_for(store))
+        if "orders" in section.feeds:
+            built.sources.append(AmazonOrdersSource(api, store, section.start))
+        if "inventory" in section.feeds:
+            built.sources.append(
+                AmazonInventorySource(
+                    api,
+                    store,
+                    section.start,
+                    full_every=timedelta(seconds=section.inventory_full_every),
+                    full_on_start=section.inventory_full_on_start,
+                )
+            )
+    return built
+
+
+async def build_amazon_sp_reported(section: AmazonSpSection, context: Context) -> Built:
+    """build_amazon_sp, each source's store feed named so its passes are reported."""
+    built = await build_amazon_sp(section, context)
+    for source in built.sources:
+        if isinstance(source, AmazonOrdersSource | AmazonInventorySource):
+            feed: FeedName = "orders" if isinstance(source, AmazonOrdersSource) else "inventory"
+            try:
+                marketplace = source.store.marketplace
+            except ValueError:
+                continue  # an unknown marketplace id: its records are refused with the reason
+            built.feeds[source.name] = FeedRef("amazon", marketplace, source.store.store_id, feed)
+    return built

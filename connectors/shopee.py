@@ -70,13 +70,16 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from connectors.api import Throttle, read_json, scrub
-from connectors.base import EventSink, Page, RejectSink, SourceError, each_alone
+from connectors.base import EventSink, FeedRef, Page, RejectSink, SourceError, each_alone
+from connectors.building import Built, Context, Section, one_token_per_store, rotating_token
 from connectors.push import PushReceiver, reject
 from rules.errors import InvalidEventError
+from rules.fileconfig import SecretSource
 from streams.events import InventoryEvent, OrderEvent, OrderStatus, describe
 
 log = logging.getLogger(__name__)
@@ -815,3 +818,60 @@ async def serve_push(push: ShopeePush, host: str, port: int) -> web.AppRunner:
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
+
+
+# --- The connect file's section and builder ------------------------------------------------
+
+
+class ShopeeSection(ShopeeConfig, Section):
+    partner_key: SecretSource
+    # Keyed by store_id; seeds only: Shopee rotates them on every refresh, the newest is kept
+    # in Redis.
+    refresh_tokens: dict[str, SecretSource]
+
+    _tokens = field_validator("refresh_tokens")(one_token_per_store)
+
+
+async def build_shopee(section: ShopeeSection, context: Context) -> Built:
+    """One ShopeeApi per shop, shared by its orders feed, its stock feed and the push receiver
+    (one refresh at a time: a rotated token is spent once)."""
+    built = Built()
+    apis = []
+    for shop in section.shops:
+        seed = section.refresh_tokens[shop.store_id]
+        token, keep = await rotating_token(context, f"shopee:{shop.store_id}", seed)
+        api = ShopeeApi(
+            context.client,
+            section.partner_id,
+            section.partner_key.get(),
+            shop,
+            token,
+            host=section.host,
+            on_refresh_token=keep,
+        )
+        apis.append(api)
+        # Orders carry their own region; the shop's is needed to name the store's feeds.
+        feeds = _shopee_feeds(shop.region, shop.store_id)
+        built.add(ShopeeOrdersSource(api, section.start), feeds.get("orders"))
+        if section.stock:
+            built.add(ShopeeStockSource(api), feeds.get("inventory"))
+    if section.callback_url is not None:
+        # Shopee signs pushes with the partner key.
+        push = ShopeePush.from_config(
+            section,
+            section.partner_key.get(),
+            apis,
+            context.push_sink,
+            on_rejected=context.on_rejected,
+        )
+        built.receivers.append(push)
+    return built
+
+
+def _shopee_feeds(region: str | None, store_id: str) -> dict[str, FeedRef]:
+    if region is None:
+        return {}
+    return {
+        "orders": FeedRef("shopee", region, store_id, "orders"),
+        "inventory": FeedRef("shopee", region, store_id, "inventory"),
+    }

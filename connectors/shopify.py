@@ -29,8 +29,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from connectors.base import EventSink, RejectSink
+from connectors.building import Built, Context, Section
 from connectors.push import PushReceiver, hand_off, reject
 from rules.errors import InvalidEventError
+from rules.fileconfig import SecretSource
 from streams.events import Event, InventoryEvent, OrderEvent, OrderStatus, describe
 
 log = logging.getLogger(__name__)
@@ -260,3 +262,51 @@ async def serve(webhooks: ShopifyWebhooks, host: str, port: int) -> web.AppRunne
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
+
+
+# --- The connect file's section and builder ------------------------------------------------
+
+
+class ShopifyShopSection(ShopifyShop):
+    # Webhooks created in this shop's admin are signed with the shop's own secret.
+    secret: SecretSource | None = None
+
+
+class ShopifySection(Section):
+    # The app's client secret: signs the webhooks the app subscribed (None: every shop has its
+    # own secret).
+    secret: SecretSource | None = None
+    path: str = Field(default="/webhooks/shopify", pattern=r"^/")
+    # Keyed by X-Shopify-Shop-Domain (`example.myshopify.com`).
+    shops: dict[Annotated[str, Field(pattern=SHOP_DOMAIN)], ShopifyShopSection] = Field(
+        min_length=1
+    )
+
+    @model_validator(mode="after")
+    def _a_secret_for_every_shop(self) -> ShopifySection:
+        missing = sorted(d for d, shop in self.shops.items() if shop.secret is None)
+        if self.secret is None and missing:
+            raise ValueError(
+                f"secret: none for shop(s) {', '.join(missing)}; give the app's client secret "
+                "or each shop's own"
+            )
+        return self
+
+
+async def build_shopify(section: ShopifySection, context: Context) -> Built:
+    config = ShopifyConfig(
+        secret=section.secret.get() if section.secret is not None else None,
+        shops={
+            domain: ShopifyShop(**shop.model_dump(exclude={"secret"}))
+            for domain, shop in section.shops.items()
+        },
+        shop_secrets={
+            domain: shop.secret.get()
+            for domain, shop in section.shops.items()
+            if shop.secret is not None
+        },
+    )
+    webhooks = ShopifyWebhooks(
+        config, context.push_sink, on_rejected=context.on_rejected, path=section.path
+    )
+    return Built(receivers=[webhooks])

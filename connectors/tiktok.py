@@ -71,13 +71,16 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from connectors.api import Throttle, read_json, scrub
-from connectors.base import EventSink, Page, RejectSink, SourceError, each_alone
+from connectors.base import EventSink, FeedRef, Page, RejectSink, SourceError, each_alone
+from connectors.building import Built, Context, Section, one_token_per_store, rotating_token
 from connectors.push import PushReceiver, reject
 from rules.errors import InvalidEventError
+from rules.fileconfig import SecretSource
 from streams.events import Event, InventoryEvent, OrderEvent, OrderStatus, describe
 
 log = logging.getLogger(__name__)
@@ -695,3 +698,57 @@ def _notification(body: bytes) -> dict[str, Any]:
     if not isinstance(notice, dict):
         raise InvalidEventError("tiktok webhook", "body is not a JSON object")
     return notice
+
+
+# --- The connect file's section and builder ------------------------------------------------
+
+
+class TikTokSection(TikTokConfig, Section):
+    app_secret: SecretSource
+    # Keyed by store_id; seeds only: TikTok may rotate them, the newest is kept in Redis.
+    refresh_tokens: dict[str, SecretSource]
+    webhooks: bool = True
+    webhook_path: str = "/webhooks/tiktok"
+    inventory: bool = True
+
+    _tokens = field_validator("refresh_tokens")(one_token_per_store)
+
+
+async def build_tiktok(section: TikTokSection, context: Context) -> Built:
+    built = Built()
+    apis = []
+    for shop in section.shops:
+        seed = section.refresh_tokens[shop.store_id]
+        token, keep = await rotating_token(context, f"tiktok:{shop.store_id}", seed)
+        api = TikTokApi(
+            context.client,
+            section.app_key,
+            section.app_secret.get(),
+            shop,
+            token,
+            api_host=section.api_host,
+            auth_host=section.auth_host,
+            on_refresh_token=keep,
+        )
+        apis.append(api)
+        built.add(
+            TikTokOrdersSource(api, section.start),
+            FeedRef("tiktok", shop.marketplace, shop.store_id, "orders"),
+        )
+        if section.inventory and shop.product_ids:
+            built.add(
+                TikTokInventorySource(api),
+                FeedRef("tiktok", shop.marketplace, shop.store_id, "inventory"),
+            )
+    if section.webhooks:
+        built.receivers.append(
+            TikTokWebhooks(
+                section.app_key,
+                section.app_secret.get(),
+                apis,
+                context.push_sink,
+                on_rejected=context.on_rejected,
+                path=section.webhook_path,
+            )
+        )
+    return built

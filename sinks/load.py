@@ -14,8 +14,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from rules.errors import ConfigError, Problem
+from rules.fileconfig import unresolved
 from rules.yamlfile import line_of, parse_yaml, plain, problems_of, read_text
-from sinks.config import CONFIG_MODELS, Delivery, RouteConfig, SinkBase, SinksFile, unresolved
+from sinks.config import CONFIG_MODELS, Delivery, RouteConfig, SinkBase, SinksFile
 from sinks.registry import SINK_TYPES
 from sinks.route import Route, compile_route
 

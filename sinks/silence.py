@@ -28,7 +28,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from rules.alerts import Alert
-from sinks.config import LABEL_NAME, UNITS
+from rules.fileconfig import UNITS
+from sinks.config import LABEL_NAME
 
 log = logging.getLogger(__name__)
 

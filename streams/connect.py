@@ -35,8 +35,8 @@ from connectors.base import Page, RunStats, Source, poll_forever, run_source
 from connectors.checkpoint import RedisCheckpoints
 from connectors.kafka import Coalescer, EventProducer, ensure_topics
 from rules.errors import ConfigError, InvalidEventError, Problem, ServiceError
+from rules.fileconfig import unresolved
 from rules.yamlfile import line_of, parse_yaml, plain, problems_of, read_text
-from sinks.config import unresolved
 from streams.events import EVENTS_TOPIC, Event
 from streams.metrics import BrokerWatch
 from streams.settings import Settings

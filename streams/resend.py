@@ -29,9 +29,10 @@ from redis.asyncio import Redis
 
 from connectors.kafka import partition_count
 from rules.alerts import Alert
+from rules.fileconfig import UNITS
 from sinks import http
 from sinks.base import Sink
-from sinks.config import UNITS, Delivery, RateLimit
+from sinks.config import Delivery, RateLimit
 from sinks.deliver import attempt_delivery
 from sinks.ledger import RedisLedger
 from sinks.load import SinksSetup, load_setup_path

@@ -190,8 +190,9 @@ async def test_the_connect_config_builds_the_sqs_consumer(
 ) -> None:
     from pathlib import Path
 
+    from connectors.amazon_ads import build_amazon_ads
+    from connectors.building import Context
     from streams.connect import load_section
-    from streams.sources import Context, build_amazon_ads
 
     example = Path(__file__).parents[3] / "deploy" / "kpiwatch" / "connect.example.yaml"
     text = example.read_text().replace(

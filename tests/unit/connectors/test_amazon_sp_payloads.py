@@ -31,6 +31,7 @@ from connectors.amazon_sp import (
     SpStore,
 )
 from connectors.base import SourceError, run_source
+from connectors.building import Context
 from connectors.checkpoint import MemoryCheckpoints
 from rules.errors import ConfigError, InvalidEventError
 from rules.load import RuleSet
@@ -40,7 +41,6 @@ from streams.embedded import Engine, reader
 from streams.events import Event, OrderEvent
 from streams.query import kpi_rows
 from streams.reference import Reference
-from streams.sources import Context
 
 MODELS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "data" / "amazon_sp_models.json").read_text()

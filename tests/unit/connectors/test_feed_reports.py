@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from connectors.amazon_ads import build_amazon_ads
+from connectors.amazon_sp import build_amazon_sp_reported
 from connectors.base import FeedRef, Page, SourceError, run_source
+from connectors.building import Context
 from connectors.checkpoint import MemoryCheckpoints
+from connectors.tiktok import build_tiktok
 from rules.load import load_paths
 from streams.embedded import Engine
 from streams.events import Event, FeedEvent
-from streams.sources import Context, build_amazon_ads, build_amazon_sp_reported, build_tiktok
 
 ROOT = Path(__file__).parents[3]
 US = FeedRef("amazon", "US", "us-1", "orders")

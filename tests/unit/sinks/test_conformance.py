@@ -320,7 +320,8 @@ async def test_dingtalk_signs_a_fixed_vector(
     mock_client: ClientFactory, make_alert: AlertFactory
 ) -> None:
     # printf '1700000000000\nSECtest' | openssl dgst -sha256 -hmac 'SECtest' -binary | base64
-    from sinks.config import DingTalkConfig, SecretSource
+    from rules.fileconfig import SecretSource
+    from sinks.config import DingTalkConfig
     from sinks.dingtalk import DingTalkSink
 
     seen: list[httpx.Request] = []
@@ -341,7 +342,8 @@ async def test_feishu_signs_a_fixed_vector(
 ) -> None:
     # printf '' | openssl dgst -sha256 -mac HMAC \
     #   -macopt hexkey:$(printf '1700000000\nSECtest' | od -An -tx1 | tr -d ' \n') -binary | base64
-    from sinks.config import FeishuConfig, SecretSource
+    from rules.fileconfig import SecretSource
+    from sinks.config import FeishuConfig
     from sinks.feishu import FeishuSink
 
     seen: list[httpx.Request] = []

@@ -12,16 +12,16 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.amazon_ads_stream import FirehoseReceiver
-from connectors.amazon_sp import AmazonInventorySource, AmazonOrdersSource
+from connectors.amazon_sp import AmazonInventorySource, AmazonOrdersSource, AmazonSpSection
 from connectors.base import Page
+from connectors.building import Context, rotating_token
 from connectors.checkpoint import MemoryCheckpoints
 from connectors.shopee import ShopeePush
 from connectors.shopify import ShopifyWebhooks
 from connectors.tiktok import TikTokWebhooks
 from rules.errors import ConfigError, InvalidEventError
-from sinks.config import SecretSource, secrets_in
+from rules.fileconfig import SecretSource, secrets_in
 from streams.connect import ConnectorMetrics, load_section, store_of
-from streams.sources import AmazonSpSection, Context, rotating_token
 
 EXAMPLE = Path(__file__).parents[3] / "deploy" / "kpiwatch" / "connect.example.yaml"
 ENVIRON = {
@@ -137,7 +137,7 @@ async def _noop(*_: object) -> None:
 
 
 async def test_amazon_builds_one_source_per_store_and_feed() -> None:
-    from streams.sources import build_amazon_sp
+    from connectors.amazon_sp import build_amazon_sp
 
     _, section = load_section(EXAMPLE, "amazon-sp", ENVIRON)
     context = Context(None, MemoryCheckpoints(), _noop, _noop, _noop)  # type: ignore[arg-type]
@@ -150,7 +150,7 @@ async def test_amazon_builds_one_source_per_store_and_feed() -> None:
 
 
 async def test_shopify_builds_a_receiver() -> None:
-    from streams.sources import build_shopify
+    from connectors.shopify import build_shopify
 
     _, section = load_section(EXAMPLE, "shopify", ENVIRON)
     context = Context(None, MemoryCheckpoints(), _noop, _noop, _noop)  # type: ignore[arg-type]
@@ -190,7 +190,7 @@ def test_metrics_stamp_the_store_of_each_saved_page() -> None:
 
 
 async def test_tiktok_builds_orders_inventory_and_a_webhook_receiver() -> None:
-    from streams.sources import build_tiktok
+    from connectors.tiktok import build_tiktok
 
     _, section = load_section(EXAMPLE, "tiktok", ENVIRON)
     context = Context(None, MemoryCheckpoints(), _noop, _noop, _noop)  # type: ignore[arg-type]
@@ -215,7 +215,7 @@ def test_tiktok_needs_a_refresh_token_per_shop(tmp_path: Path) -> None:
 
 
 async def test_amazon_ads_reads_reports_for_one_profile_and_the_stream_for_the_other() -> None:
-    from streams.sources import build_amazon_ads
+    from connectors.amazon_ads import build_amazon_ads
 
     _, section = load_section(EXAMPLE, "amazon-ads", ENVIRON)
     context = Context(None, MemoryCheckpoints(), _noop, _noop, _noop)  # type: ignore[arg-type]
@@ -240,7 +240,7 @@ def test_amazon_ads_stream_profiles_need_the_firehose_key(tmp_path: Path) -> Non
 
 
 async def test_shopee_builds_orders_stock_and_a_push_receiver(tmp_path: Path) -> None:
-    from streams.sources import build_shopee
+    from connectors.shopee import build_shopee
 
     key = tmp_path / "partner_key"
     key.write_text("shopee-partner-key\n")
@@ -279,8 +279,8 @@ class _Broken:
 
 
 async def test_a_source_that_dies_of_a_bug_stops_the_process_with_1() -> None:
+    from connectors.building import Built, Section
     from streams.connect import Options, _forever
-    from streams.sources import Built, Section
 
     context = Context(None, MemoryCheckpoints(), _noop, _noop, _noop)  # type: ignore[arg-type]
     built = Built(sources=[_Broken()])
@@ -336,8 +336,7 @@ async def test_a_rejected_record_of_a_polled_page_is_dead_lettered_and_counted_o
 
 
 async def test_a_shopify_shop_may_name_its_own_secret(tmp_path: Path) -> None:
-    from connectors.shopify import verify
-    from streams.sources import build_shopify
+    from connectors.shopify import build_shopify, verify
 
     config = tmp_path / "connect.yaml"
     config.write_text(
