@@ -14,6 +14,15 @@ from rules.schema import Severity
 Status = Literal["firing", "resolved"]
 
 
+class Money(BaseModel):
+    """An amount and its ISO-4217 currency."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    amount: Decimal
+    currency: str
+
+
 class Alert(BaseModel):
     """One alert transition for one fingerprint (rule + scope labels)."""
 
@@ -38,6 +47,13 @@ class Alert(BaseModel):
     started_at: AwareDatetime | None = None
     # The rule's message templates rendered, by language (en, zh).
     messages: dict[str, str] = {}
+    # The marketplace's IANA zone the window is counted in ("Asia/Tokyo"); None on records
+    # written before it was carried (they show their window in the offset they carry).
+    zone: str | None = None
+    # A money KPI's value in the scope's selling currency and in the reporting currency, so a
+    # person reads "¥1,980 / $12.87"; `value` is in whichever the threshold is written in.
+    selling: Money | None = None
+    reporting: Money | None = None
 
     @property
     def key(self) -> str:

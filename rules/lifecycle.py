@@ -227,8 +227,27 @@ def _alert(step: _Step, severity: Severity, status: str, muted: bool, since: str
             "muted": muted,
             "started_at": since,
             "messages": _messages(evaluation, step.labels, severity, status, threshold),
+            "zone": snapshot.zone,
+            **_money(evaluation),
         }
     )
+
+
+def _money(evaluation: Evaluation) -> dict[str, Any]:
+    """A money KPI in the selling and the reporting currency, for people to read both."""
+    rule, snapshot = evaluation.rule, evaluation.snapshot
+    if rule.kpi.unit != "money" or rule.baseline:
+        return {}
+    name = rule.kpi.name
+    pairs = {
+        "selling": (snapshot.native.get(name), snapshot.native_currency),
+        "reporting": (snapshot.values.get(name), snapshot.currency),
+    }
+    return {
+        key: {"amount": amount, "currency": currency}
+        for key, (amount, currency) in pairs.items()
+        if amount is not None and currency is not None
+    }
 
 
 def _placeholders(

@@ -1,4 +1,5 @@
-"""DingTalk custom robot: a markdown message to a group, signed, with @mobiles or @all.
+"""DingTalk custom robot: a markdown message to a group, signed, with @mobiles, @user ids
+or @all.
 
 Docs: https://open.dingtalk.com/document/robots/custom-robot-access (security settings: 加签).
 """
@@ -40,13 +41,18 @@ class DingTalkSink(RobotSink[DingTalkConfig]):
 
     def payload(self, message: Message) -> dict[str, Any]:
         config = self._config
-        # DingTalk highlights an @mobile only when the text itself contains "@<mobile>".
-        mentions = " ".join(f"@{m}" for m in config.mention_mobiles)
+        # DingTalk highlights an @ only when the text itself contains "@<mobile>" or
+        # "@<userId>".
+        who = [*config.mention_mobiles, *config.mention_user_ids]
+        mentions = " ".join(f"@{m}" for m in who)
         text = fit(message, lambda m: m.markdown(), MAX_BYTES - len(mentions.encode()) - 2)
+        at: dict[str, Any] = {"atMobiles": list(config.mention_mobiles)}
+        if config.mention_user_ids:
+            at["atUserIds"] = list(config.mention_user_ids)
         return {
             "msgtype": "markdown",
             "markdown": {"title": message.title, "text": f"{text}\n\n{mentions}".rstrip()},
-            "at": {"atMobiles": list(config.mention_mobiles), "isAtAll": config.mention_all},
+            "at": {**at, "isAtAll": config.mention_all},
         }
 
     def url(self) -> str:

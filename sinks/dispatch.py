@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from rules.alerts import Alert
 from sinks.base import Sink
-from sinks.config import Delivery, RateLimit
+from sinks.config import Delivery, Mention, RateLimit
 from sinks.deliver import attempt_delivery
 from sinks.group import Batch, Grouper
 from sinks.ledger import Ledger, MemoryLedger
@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 DeadLetter = Callable[[str, Sequence[Alert], str], Awaitable[None]]
 # Sent alerts a lane keeps in memory while Redis cannot record them (the oldest go first).
 MAX_UNRECORDED = 100_000
-Variant = Callable[[str, Language], Sink | None]
+# The sink for a lane: in a route's language, @-ing a route's people (None: the sink itself).
+Variant = Callable[[str, Language | None, Mention | None], Sink | None]
 
 
 class Mute(Protocol):
@@ -252,6 +253,14 @@ class Lane:
         return True
 
 
+def lane_name_of(sink: str, language: Language | None, route_id: str | None) -> str:
+    """`sink`, `sink/zh`, `sink/#0.1` or `sink/zh#0.1` (the sink, then `/`, as dead-letter
+    filters expect): dedupe keys and dead-letters use it."""
+    if route_id is not None:
+        return f"{sink}/{language or ''}#{route_id}"
+    return sink if language is None else f"{sink}/{language}"
+
+
 class Dispatcher:
     """Takes alert transitions in, hands digests to lanes; `run()` is its clock."""
 
@@ -275,7 +284,7 @@ class Dispatcher:
         self._clock = clock
         self._grouper = Grouper(clock)
         self._waiting: dict[tuple[str, str], list[Ticket]] = {}
-        self._lanes: dict[tuple[str, Language | None], Lane] = {}
+        self._lanes: dict[tuple[str, Language | None, str | None], Lane] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._open = 0
@@ -327,18 +336,21 @@ class Dispatcher:
                 t for a in batch.alerts for t in self._waiting.pop((batch.key, a.key), [])
             )
             for name in batch.route.sinks:
-                lane = self._lane(name, batch.route.language)
+                lane = self._lane(name, batch.route)
                 lane.queue.put_nowait(Job(batch.alerts, tickets))
 
-    def _lane(self, name: str, language: Language | None) -> Lane:
-        lane = self._lanes.get((name, language))
+    def _lane(self, name: str, route: Route) -> Lane:
+        language, mention = route.language, route.mention
+        # A route with its own mentions has its own lanes (named `sink/language#route`).
+        key = (name, language, route.id if mention is not None else None)
+        lane = self._lanes.get(key)
         if lane is None:
             sink = self._sinks[name]
-            if language is not None and self._variant is not None:
-                sink = self._variant(name, language) or sink
-            lane_name = name if language is None else f"{name}/{language}"
+            if (language is not None or mention is not None) and self._variant is not None:
+                sink = self._variant(name, language, mention) or sink
+            lane_name = lane_name_of(name, language, key[2])
             lane = Lane(lane_name, sink, self._limits.get(name), self._stages)
-            self._lanes[(name, language)] = lane
+            self._lanes[key] = lane
             self._tasks.append(asyncio.create_task(lane.run(), name=f"lane {lane_name}"))
         return lane
 
@@ -352,4 +364,10 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        lanes = [lane.sink for lane in self._lanes.values()]
+        sinks = {id(s): s for s in [*self._sinks.values(), *lanes]}
         self._lanes.clear()
+        for sink in sinks.values():
+            close = getattr(sink, "close", None)  # a sink with work of its own (re-posts)
+            if close is not None:
+                await close()

@@ -19,12 +19,15 @@ import httpx
 from rules.alerts import Alert
 from sinks.base import SinkError
 from sinks.config import EmailConfig
+from sinks.links import Links
 from sinks.render import render
 
 
 class EmailSink:
     """SMTP replies decide retries: 4xx is transient, 5xx permanent (RFC 5321 §4.2.1); a lost
     connection is transient. The password never appears in an error."""
+
+    links: Links | None = None  # set by sinks.notifier from the sinks file's `links:`
 
     def __init__(self, config: EmailConfig) -> None:
         self.name = config.name
@@ -58,7 +61,7 @@ class EmailSink:
             ) from None
 
     def message(self, alerts: Sequence[Alert]) -> EmailMessage:
-        rendered = render(alerts, self._config.language)
+        rendered = render(alerts, self._config.language, self.links)
         message = EmailMessage()
         message["Subject"] = rendered.title
         message["From"] = self._config.sender

@@ -14,14 +14,15 @@ from redis.asyncio import Redis
 
 from sinks import http
 from sinks.base import Sink
-from sinks.config import Delivery, RateLimit
+from sinks.config import Delivery, Mention, RateLimit
 from sinks.dispatch import DeadLetter, Dispatcher, Observer, Stages
 from sinks.ledger import MemoryLedger, RedisLedger
+from sinks.links import Links
 from sinks.load import SinksSetup
 from sinks.ratelimit import MemoryLimiter, RedisLimiter
 from sinks.registry import build
 from sinks.render import Language
-from sinks.route import Route, compile_route
+from sinks.route import Route, compile_route, find_route
 from sinks.silence import SilenceStore
 
 # Sinks that are not in the sinks file (the console, the KPIWATCH_WEBHOOK_URL shortcut) get
@@ -48,6 +49,7 @@ def build_dispatcher(
         observer=observer,
     )
     silences = SilenceStore(redis, namespace) if redis is not None else None
+    attach_links(sinks, setup)
     dispatcher = Dispatcher(
         {sink.name: sink for sink in sinks},
         full_route(setup, [s.name for s in sinks]),
@@ -57,6 +59,24 @@ def build_dispatcher(
         mute=silences,
     )
     return dispatcher, silences
+
+
+def links_of(setup: SinksSetup | None) -> Links | None:
+    """The Grafana and silence links of the sinks file's `links:`, if it has one."""
+    if setup is None or setup.links is None:
+        return None
+    return Links(setup.links)
+
+
+def attach_links(sinks: Sequence[Sink], setup: SinksSetup | None) -> None:
+    """Give every sink that renders for people the file's links (a sink built outside the
+    file, like the console, has none to give)."""
+    links = links_of(setup)
+    if links is None:
+        return
+    for sink in sinks:
+        if hasattr(sink, "links"):
+            sink.links = links
 
 
 def full_route(setup: SinksSetup | None, names: Sequence[str]) -> Route:
@@ -91,33 +111,51 @@ def _variants(setup: SinksSetup, client: httpx.AsyncClient | None) -> _Variants:
 def lane_sink(
     sinks: Sequence[Sink], setup: SinksSetup | None, client: httpx.AsyncClient | None = None
 ) -> Callable[[str], Sink | None]:
-    """The sink behind a lane's name, `sink` or `sink/language` (as dead-letter records name
-    it), or None when there is no such sink."""
+    """The sink behind a lane's name, `sink`, `sink/language`, `sink/language#route` (as
+    dead-letter records name it), or None when there is no such sink."""
+    attach_links(sinks, setup)
     by_name = {sink.name: sink for sink in sinks}
     variant = _variants(setup, client) if setup is not None else None
 
     def find(lane: str) -> Sink | None:
+        lane, _, route_id = lane.partition("#")
         name, _, language = lane.partition("/")
         sink = by_name.get(name)
-        if sink is None or variant is None:
+        if sink is None or variant is None or setup is None:
             return sink
         # As the dispatcher names and builds lanes: a sink without a language is itself.
         known = [choice for choice in get_args(Language) if choice == language]
-        return variant(name, known[0]) or sink if known else sink
+        route = find_route(setup.route, route_id) if route_id else None
+        mention = route.mention if route is not None else None
+        if not known and mention is None:
+            return sink
+        return variant(name, known[0] if known else None, mention) or sink
 
     return find
 
 
 class _Variants:
-    """A sink rendering in another language than its file says, for a route's `language`."""
+    """A sink rendering in another language than its file says, for a route's `language`,
+    and @-ing the route's people rather than its own."""
 
     def __init__(self, setup: SinksSetup, client: httpx.AsyncClient) -> None:
         self._configs = {c.name: c for c in setup.sinks}
         self._client = client
+        self._setup = setup
 
-    def __call__(self, name: str, language: Language) -> Sink | None:
+    def __call__(
+        self, name: str, language: Language | None, mention: Mention | None = None
+    ) -> Sink | None:
         config = self._configs.get(name)
-        if config is None or "language" not in type(config).model_fields:
+        if config is None:
             return None
-        # A shallow copy shares the resolved secrets with the original.
-        return build(config.model_copy(update={"language": language}), self._client)
+        if language is not None and "language" in type(config).model_fields:
+            # A shallow copy shares the resolved secrets with the original.
+            config = config.model_copy(update={"language": language})
+        if mention is not None:
+            config = config.mentioning(mention)
+        if config is self._configs[name]:
+            return None
+        sink = build(config, self._client)
+        attach_links([sink], self._setup)
+        return sink

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from rules.alerts import Alert
 from sinks import http, redact
+from sinks.links import Links
 from sinks.render import Message, render
 
 
@@ -47,6 +48,8 @@ class ErrorCodes:
 
 class RobotSink(Generic[C]):
     errors: ClassVar[ErrorCodes | None] = None  # None: the HTTP status alone decides
+    # Each alert's Grafana and silence links (sinks.notifier sets them from the sinks file).
+    links: Links | None = None
 
     def __init__(
         self, config: C, client: httpx.AsyncClient, clock: Callable[[], float] = time.time
@@ -62,7 +65,7 @@ class RobotSink(Generic[C]):
         return cls(config, client)
 
     async def send(self, alerts: Sequence[Alert]) -> None:
-        body = self.body(render(alerts, self._config.language))
+        body = self.body(render(alerts, self._config.language, self.links))
         response = await http.post(self._client, self.name, self.url(), http.json_bytes(body))
         self.check(response)
 

@@ -3,7 +3,8 @@
 Semantics are Alertmanager's: the root matches everything; an alert descends into the first
 child that matches, and on into further siblings only while the matched child says `continue`;
 a node none of whose children match handles the alert itself. Inheritance of `group_by`,
-`group_wait`, `group_interval`, `language` and `sinks` is resolved once, here, at load time.
+`group_wait`, `group_interval`, `language`, `mention` and `sinks` is resolved once, here, at
+load time.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from rules.alerts import Alert
-from sinks.config import RouteConfig
+from sinks.config import Mention, RouteConfig
 from sinks.render import Language
 
 DEFAULT_GROUP_BY: Final = ("rule",)
@@ -36,6 +37,7 @@ class Route:
     group_interval: float
     language: Language | None
     routes: tuple[Route, ...]
+    mention: Mention | None = None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.match) and all(
@@ -65,6 +67,7 @@ def _compile(config: RouteConfig, parent: Route, id_: str) -> Route:
         group_interval=_or(config.group_interval, parent.group_interval),
         language=config.language or parent.language,
         routes=(),
+        mention=config.mention or parent.mention,
     )
     children = tuple(_compile(c, node, f"{id_}.{i}") for i, c in enumerate(config.routes))
     return Route(**{**node.__dict__, "routes": children})
@@ -72,6 +75,18 @@ def _compile(config: RouteConfig, parent: Route, id_: str) -> Route:
 
 def _or(value: float | None, inherited: float) -> float:
     return inherited if value is None else value
+
+
+def find_route(node: Route, id_: str) -> Route | None:
+    """The node with this id (a lane's name carries it when the route has its own mentions)."""
+    if node.id == id_:
+        return node
+    for child in node.routes:
+        if id_.startswith(child.id):
+            found = find_route(child, id_)
+            if found is not None:
+                return found
+    return None
 
 
 def route_labels(alert: Alert) -> dict[str, str]:

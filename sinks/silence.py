@@ -165,6 +165,8 @@ class SilenceStore:
             log.warning("silences unavailable (%s); using the last ones read", exc)
             silences = self._cache[1]
         now = self._clock()
+        # `fingerprint=...` silences one alert (what a chat message's silence link makes).
+        labels = {**labels, "fingerprint": alert.fingerprint}
         return any(s.active(now) and s.matches(labels) for s in silences)
 
     async def _active(self) -> list[Silence]:

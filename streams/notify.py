@@ -1,5 +1,5 @@
 """The worker's notification side: the `notify` agent over the alerts topic, the `/silences`
-HTTP API, and the consumer-lag gauge.
+HTTP API, the signed `/silence-link` actions chat messages carry, and the consumer-lag gauge.
 
 Alerts are read at least once: the agent acks an alert's offset only when every sink it was
 routed to has delivered it, or it has gone to the alerts-dead-letter topic. What a crash makes
@@ -8,16 +8,19 @@ it read again is filtered by the idempotency keys the dispatcher recorded in Red
 
 from __future__ import annotations
 
+import hashlib
+import html
 import json
 import logging
+import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 import faust
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -25,9 +28,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from rules.alerts import Alert
 from sinks.base import Sink
+from sinks.links import PATH, LinkError, SignedAction, verify
 from sinks.load import SinksSetup
 from sinks.notifier import build_dispatcher
-from sinks.silence import SilenceStore, namespace, silence_from_json
+from sinks.silence import Matcher, Silence, SilenceStore, namespace, silence_from_json
 from streams import metrics
 from streams.settings import Settings
 
@@ -74,6 +78,9 @@ def install_notifier(
     app.agent(alerts_topic, name="notify")(notify)
     app.timer(interval=LAG_INTERVAL_S)(consumer_lag)
     app.page("/silences")(silences_view(silences))
+    silence = setup.links.silence if setup is not None and setup.links is not None else None
+    if silence is not None:
+        app.page(PATH)(silence_link_view(silences, silence.key.get()))
 
 
 def shared_redis(url: str) -> Redis:
@@ -188,3 +195,84 @@ def silences_view(store: SilenceStore | None) -> type[Any]:
 
 def _no_redis(view: Any) -> Any:
     return view.json({"error": "silences need Redis: set KPIWATCH_REDIS_URL"}, status=503)
+
+
+def silence_link_view(
+    store: SilenceStore | None, key: SecretStr, clock: Callable[[], float] = time.time
+) -> type[Any]:
+    """A chat message's signed link. GET only asks (chat apps open links to preview them, and
+    a preview must not silence anything); the page's button POSTs, and that acts and is logged.
+    """
+
+    class SilenceLink(faust.web.View):
+        async def get(self, request: Any) -> Any:
+            action, problem = _verified(key, request.query, clock())
+            if action is None:
+                return self.html(_page("Link not usable", problem), status=403)
+            return self.html(_confirm_page(action))
+
+        async def post(self, request: Any) -> Any:
+            action, problem = _verified(key, request.query, clock())
+            if action is None:
+                return self.html(_page("Link not usable", problem), status=403)
+            if store is None:
+                return self.html(_page("Not available", "silences need Redis"), status=503)
+            form = await request.post()
+            by = str(form.get("by", "")).strip()[:80] or "someone with the link"
+            done = await _act(store, action, by, str(request.query.get("sig", "")))
+            log.info(
+                "silence link used: %s of alert %s (rule %s) by %s from %s: %s",
+                action.action, action.fingerprint, action.rule, by, request.remote, done,
+            )  # fmt: skip
+            return self.html(_page("Done", done))
+
+    return SilenceLink
+
+
+def _verified(
+    key: SecretStr, query: Mapping[str, str], now: float
+) -> tuple[SignedAction | None, str]:
+    try:
+        return verify(key, query, now), ""
+    except LinkError as exc:
+        log.warning("silence link refused: %s", exc)
+        return None, str(exc)
+
+
+async def _act(store: SilenceStore, action: SignedAction, by: str, signature: str) -> str:
+    if action.action == "ack":
+        await store.acknowledge(action.fingerprint, by, f"acknowledged from a link ({action.rule})")
+        return f"{action.rule} acknowledged until it resolves."
+    now = datetime.now(UTC)
+    silence = Silence(
+        # One silence per link: pressing twice extends nothing and adds nothing.
+        id=hashlib.sha256(signature.encode()).hexdigest()[:12],
+        matchers=[Matcher(name="fingerprint", value=action.fingerprint)],
+        starts_at=now,
+        ends_at=now + timedelta(seconds=action.seconds),
+        created_by=by,
+        comment=f"silenced from a link ({action.rule})",
+    )
+    await store.add(silence)
+    return f"{action.rule} silenced until {silence.ends_at:%Y-%m-%d %H:%M} UTC (id {silence.id})."
+
+
+def _confirm_page(action: SignedAction) -> str:
+    what = (
+        f"Silence {action.rule} for {action.seconds / 3600:g} h"
+        if action.action == "silence"
+        else f"Acknowledge {action.rule} until it resolves"
+    )
+    form = (
+        '<form method="post"><label>Your name <input name="by" maxlength="80"></label> '
+        f'<button type="submit">{html.escape(what)}</button></form>'
+    )
+    return _page(what + "?", f"Alert {action.fingerprint}.", form)
+
+
+def _page(title: str, text: str, extra: str = "") -> str:
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f'<meta name="viewport" content="width=device-width"></head><body>'
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{extra}</body></html>"
+    )

@@ -162,7 +162,10 @@ def _key(item: dict[str, Any]) -> str:
         return key
     labels = dict(item["labels"])
     rule, severity = labels.pop("alertname"), labels.pop("severity")
-    status, at = ("resolved", item["endsAt"]) if "endsAt" in item else ("firing", item["startsAt"])
+    # A firing is posted with startsAt (and an endsAt ahead, which its re-posts push on).
+    status, at = (
+        ("firing", item["startsAt"]) if "startsAt" in item else ("resolved", item["endsAt"])
+    )
     return f"{fingerprint(rule, labels)}:{status}:{severity}:{at}"
 
 
@@ -214,7 +217,9 @@ def sinks_file(tmp_path: Path, am_url: str) -> Path:
     path.write_text(
         "sinks:\n"
         "  - {name: hook, type: webhook, url: {env: HOOK_URL}}\n"
-        f"  - {{name: am, type: alertmanager, url: '{am_url}'}}\n"
+        # Re-posts of firing alerts are Alertmanager's keep-alive, not deliveries: none here
+        # (tests/integration/test_sinks_alertmanager_resend.py tests them).
+        f"  - {{name: am, type: alertmanager, url: '{am_url}', resend_interval: 1h}}\n"
         "route:\n  sinks: [hook, am]\n  group_by: [store]\n"
         "  group_wait: 0.2s\n  group_interval: 0.2s\n"
         f"delivery:\n  attempts: 3\n  base_delay: 0.2s\n  max_delay: 0.4s\n"

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -118,7 +119,10 @@ def check_alertmanager(request: httpx.Request) -> None:
     assert str(request.url) == "http://am.example.test:9093/api/v2/alerts"
     assert request.headers["authorization"] == f"Bearer {SIGNING}"
     (alert,) = body_of(request)
-    assert set(alert) == {"labels", "annotations", "startsAt", "generatorURL"}
+    assert set(alert) == {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}
+    # Firing: endsAt ahead (4 resend intervals), so Alertmanager keeps it while it is re-posted.
+    ends = datetime.fromisoformat(alert["endsAt"])
+    assert timedelta(minutes=3) < ends - datetime.now(UTC) <= timedelta(minutes=4)
     assert alert["labels"]["alertname"] == "acos-high"
     assert alert["labels"]["severity"] == "warning"
     assert alert["labels"]["sku"] == "A"

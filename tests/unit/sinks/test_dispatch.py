@@ -11,7 +11,7 @@ import pytest
 
 from rules.alerts import Alert
 from sinks.base import SinkError
-from sinks.config import Delivery, RateLimit
+from sinks.config import Delivery, Mention, RateLimit
 from sinks.dispatch import Dispatcher, Stages
 from sinks.ledger import MemoryLedger
 from sinks.load import load_setup_text
@@ -200,9 +200,9 @@ async def test_a_route_language_gets_its_own_variant_of_the_sink(
     running: list[Dispatcher], make_alert: AlertFactory
 ) -> None:
     base, english = MemorySink("a"), MemorySink("a")
-    variants: list[tuple[str, Language]] = []
+    variants: list[tuple[str, Language | None]] = []
 
-    def variant(name: str, language: Language) -> MemorySink:
+    def variant(name: str, language: Language | None, mention: Mention | None) -> MemorySink:
         variants.append((name, language))
         return english
 
