@@ -31,11 +31,28 @@ class RateLimit(BaseModel):
     per: Annotated[Seconds, Field(gt=0)]
 
 
+class Mention(BaseModel):
+    """Whom a route's chat messages @: by mobile number, by the platform's user id, or all.
+    Set on a route, it replaces the sink's own mentions for the alerts of that route; each
+    robot uses what its platform supports (see README, "Mentions")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mobiles: tuple[str, ...] = ()
+    user_ids: tuple[str, ...] = ()
+    all: bool = False
+
+
 class SinkBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
     rate_limit: RateLimit | None = None
+
+    def mentioning(self, mention: Mention) -> SinkBase:
+        """This sink with a route's mentions in place of its own (a shallow copy shares the
+        resolved secrets); a sink that cannot @ anyone is itself."""
+        return self
 
 
 class DingTalkConfig(SinkBase):
@@ -45,8 +62,14 @@ class DingTalkConfig(SinkBase):
     url: SecretSource
     secret: SecretSource | None = None
     mention_mobiles: list[str] = []
+    # DingTalk user ids (atUserIds), for members without a public mobile number.
+    mention_user_ids: list[str] = []
     mention_all: bool = False
     language: Language = "zh"
+
+    def mentioning(self, mention: Mention) -> SinkBase:
+        update = {"mention_mobiles": list(mention.mobiles), "mention_all": mention.all}
+        return self.model_copy(update={**update, "mention_user_ids": list(mention.user_ids)})
 
 
 class FeishuConfig(SinkBase):
@@ -58,6 +81,12 @@ class FeishuConfig(SinkBase):
     mention_user_ids: list[str] = []
     mention_all: bool = False
     language: Language = "zh"
+
+    def mentioning(self, mention: Mention) -> SinkBase:
+        # Feishu's custom bot @s by open_id / user_id (`<at user_id=...>`), not by mobile.
+        return self.model_copy(
+            update={"mention_user_ids": list(mention.user_ids), "mention_all": mention.all}
+        )
 
 
 class WeComConfig(SinkBase):
@@ -82,17 +111,34 @@ class WeComConfig(SinkBase):
             )
         return self
 
+    def mentioning(self, mention: Mention) -> SinkBase:
+        if self.msgtype == "markdown":  # user ids only (see _mobiles_need_text)
+            return self.model_copy(update={"mention_user_ids": list(mention.user_ids)})
+        update = {"mention_mobiles": list(mention.mobiles), "mention_all": mention.all}
+        return self.model_copy(update={**update, "mention_user_ids": list(mention.user_ids)})
+
 
 class SlackConfig(SinkBase):
     type: Literal["slack"]
     url: SecretSource
+    # Slack member ids (U012AB3CD), written `<@U012AB3CD>` in the message.
+    mention_user_ids: list[str] = []
     language: Language = "en"
+
+    def mentioning(self, mention: Mention) -> SinkBase:
+        return self.model_copy(update={"mention_user_ids": list(mention.user_ids)})
 
 
 class TeamsConfig(SinkBase):
     type: Literal["teams"]
+    # A Workflows webhook URL ("When a Teams webhook request is received").
     url: SecretSource
+    # Microsoft Entra user principal names (user@example.com) or object ids.
+    mention_user_ids: list[str] = []
     language: Language = "en"
+
+    def mentioning(self, mention: Mention) -> SinkBase:
+        return self.model_copy(update={"mention_user_ids": list(mention.user_ids)})
 
 
 class WebhookConfig(SinkBase):
@@ -131,6 +177,9 @@ class AlertmanagerConfig(SinkBase):
     url: str = Field(pattern=r"^https?://")
     bearer_token: SecretSource | None = None
     generator_url: str | None = Field(default=None, pattern=r"^https?://")
+    # Firing alerts are posted again this often with endsAt 4 intervals ahead, as Alertmanager
+    # expects of its clients (Prometheus does the same); otherwise it resolves them itself.
+    resend_interval: Annotated[Seconds, Field(gt=0)] = 60.0
 
 
 class ConsoleConfig(SinkBase):
@@ -184,6 +233,8 @@ class RouteConfig(BaseModel):
     group_wait: Seconds | None = None
     group_interval: Seconds | None = None
     language: Language | None = None
+    # Whom this route's chat messages @ (inherited by child routes that set none).
+    mention: Mention | None = None
     routes: list[RouteConfig] = []
 
     @field_validator("match_re")
@@ -213,14 +264,83 @@ class Delivery(BaseModel):
     timeout: Annotated[Seconds, Field(gt=0)] = 10.0
 
 
+class GrafanaLinks(BaseModel):
+    """Where an alert's "Grafana" link goes: the dashboard in deploy/grafana/dashboards."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    dashboard_uid: str = Field(default="kpiwatch", min_length=1)
+
+
+class SilenceLinks(BaseModel):
+    """Signed "silence" / "acknowledge" links, served by the worker's HTTP API at `url`
+    (the address people reach it at). Anyone holding an unexpired link can use it: the key
+    signs them, and rotating the key voids every link sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    key: SecretSource
+    lifetime: Annotated[Seconds, Field(gt=0)] = 7 * 86400.0
+    duration: Annotated[Seconds, Field(gt=0)] = 2 * 3600.0
+
+
+class LinksConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grafana: GrafanaLinks | None = None
+    silence: SilenceLinks | None = None
+
+
+class ScheduleConfig(BaseModel):
+    """A report sent on a schedule (`schedules:`): a team's `period` report each time `cron`
+    comes round in `timezone`, to `sinks` or, without them, wherever the routing tree sends
+    the labels {team, report: name}. Markdown to chat robots, HTML to email."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    team: str = Field(min_length=1)
+    period: Literal["day", "week", "month"] = "day"
+    cron: str = Field(min_length=1, description="five fields, e.g. '0 9 * * 1' (Mondays 09:00)")
+    timezone: str = "UTC"
+    sinks: list[str] = []
+    # A worker that was down when the report fell due sends it when back, if within this long.
+    catch_up: Annotated[Seconds, Field(gt=0)] = 3600.0
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        from croniter import croniter
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a cron expression of five fields (m h dom mon dow)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone (e.g. Asia/Shanghai)") from None
+        return value
+
+
 class SinksFile(BaseModel):
-    """The whole file: `sinks:`, and optionally the routing tree and delivery settings."""
+    """The whole file: `sinks:`, and optionally the routing tree, delivery settings and the
+    links each alert carries."""
 
     model_config = ConfigDict(extra="forbid")
 
     sinks: list[SinkConfig]
     route: RouteConfig | None = None
     delivery: Delivery = Delivery()
+    links: LinksConfig | None = None
+    schedules: list[ScheduleConfig] = []
 
 
 def json_schema() -> dict[str, object]:

@@ -16,7 +16,15 @@ from pydantic import ValidationError
 from rules.errors import ConfigError, Problem
 from rules.fileconfig import unresolved
 from rules.yamlfile import line_of, parse_yaml, plain, problems_of, read_text
-from sinks.config import CONFIG_MODELS, Delivery, RouteConfig, SinkBase, SinksFile
+from sinks.config import (
+    CONFIG_MODELS,
+    Delivery,
+    LinksConfig,
+    RouteConfig,
+    ScheduleConfig,
+    SinkBase,
+    SinksFile,
+)
 from sinks.registry import SINK_TYPES
 from sinks.route import Route, compile_route
 
@@ -28,6 +36,8 @@ class SinksSetup:
     sinks: list[SinkBase]
     route: Route
     delivery: Delivery
+    links: LinksConfig | None = None
+    schedules: tuple[ScheduleConfig, ...] = ()
 
 
 def load_path(path: Path, environ: Mapping[str, str] | None = None) -> list[SinkBase]:
@@ -59,9 +69,39 @@ def load_setup_text(text: str, source: str, environ: Mapping[str, str] | None = 
     route = shell.route if shell is not None else None
     if route is not None:
         problems.extend(_unknown_sinks(route, set(names), document, source))
+    if shell is not None:
+        problems.extend(_schedule_sinks(shell, set(names), document, source))
+    if shell is not None and shell.links is not None:
+        problems.extend(_resolve_links(shell.links, document, source, environ or os.environ))
     if problems or shell is None:
         raise ConfigError(problems)
-    return SinksSetup(list(configs.values()), compile_route(route, tuple(names)), shell.delivery)
+    route_tree = compile_route(route, tuple(names))
+    return SinksSetup(
+        list(configs.values()), route_tree, shell.delivery, shell.links, tuple(shell.schedules)
+    )
+
+
+def _schedule_sinks(shell: SinksFile, names: set[str], document: Any, source: str) -> list[Problem]:
+    known = ", ".join(sorted(names)) or "none"
+    return [
+        Problem(
+            source,
+            line_of(document, ("schedules", index, "sinks", at)),
+            f"schedules: {schedule.name}: no sink named {name!r} (known: {known})",
+        )
+        for index, schedule in enumerate(shell.schedules)
+        for at, name in enumerate(schedule.sinks)
+        if name not in names
+    ]
+
+
+def _resolve_links(
+    links: LinksConfig, document: Any, source: str, environ: Mapping[str, str]
+) -> list[Problem]:
+    return [
+        Problem(source, line_of(document, where), f"{'.'.join(map(str, where))}: {missing}")
+        for where, missing in unresolved(links, environ, ("links",))
+    ]
 
 
 def _shell(document: Any, source: str, problems: list[Problem]) -> SinksFile | None:

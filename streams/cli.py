@@ -144,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     kpis.set_defaults(run=_kpis)
 
     _scorecard_parser(commands)
+    _report_parser(commands)
 
     simulate = commands.add_parser(
         "simulate",
@@ -869,6 +870,86 @@ def _scorecard(args: argparse.Namespace) -> int:
             print(json.dumps(row, ensure_ascii=False))
     else:
         print(scorecard_table(rows))
+    return 0
+
+
+def _report_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = commands.add_parser(
+        "report",
+        help="a team's day/week/month report (KPIs, scorecard, movers, alerts, charts)",
+        description="Aggregate EVENTS_FILE and run the rules exactly as the worker does, then "
+        "write the team's report over the period ending with --day (default: the newest "
+        "event's day): its KPIs against target and the previous period, its scorecard, the "
+        "SKUs and campaigns that moved most, the alerts of the period (fired, resolved, time "
+        "to resolve) and charts (GMV per day vs target, ACoS). Formats: md (Markdown; with "
+        "--out, the charts are PNG files beside it), html (charts inline), xlsx (one sheet "
+        "per section, real numbers), pdf. Example: kpiwatch report events.jsonl --teams "
+        "teams.csv --fx fx.csv --team marketplace-ops --period week --out week.xlsx",
+    )
+    report.add_argument("events", type=Path, metavar="EVENTS_FILE")
+    report.add_argument("--team", required=True, help="the team (or person) of the teams file")
+    report.add_argument(
+        "--period",
+        choices=["day", "week", "month"],
+        default="week",
+        help="day, the 7 days up to --day, or the month up to it (default week)",
+    )
+    report.add_argument("--day", type=_iso_day, metavar="YYYY-MM-DD", help="the period's last day")
+    report.add_argument(
+        "--format",
+        dest="output",
+        choices=["md", "html", "xlsx", "pdf"],
+        help="default: by --out's suffix, else md",
+    )
+    report.add_argument("--out", type=Path, metavar="FILE", help="default: standard output")
+    report.add_argument(
+        "--rules",
+        type=Path,
+        action="append",
+        metavar="PATH",
+        help="rule files or folders, scorecards among them (default: the shipped library)",
+    )
+    _file_args(report, file_format=False)
+    _reference_args(report)
+    report.set_defaults(run=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rules.load import load_library
+    from streams.embedded import State, reader, replay
+    from streams.reports.build import build_report
+    from streams.reports.output import format_for, render, require
+
+    try:
+        require()
+    except ImportError as exc:
+        raise KpiwatchError(str(exc)) from exc
+    fmt = format_for(args.out, args.output)
+    if args.out is None and fmt in ("xlsx", "pdf"):
+        raise KpiwatchError(f"--format {fmt} is a binary file: give --out FILE")
+    rules = load_paths(args.rules) if args.rules else load_library()
+    state, reference = State(), _reference(args)
+    alerts: list[Alert] = []
+    options = _file_options(args)
+    rejects = _Rejects(args, options)
+    try:
+        records = _records(args, options, rejects)
+        replay(records, rules, alerts.append, rejects, state, reference)
+    finally:
+        rejects.close()
+    view = reader(state, reference)
+    newest = view.newest_event()
+    day = args.day or (newest.date() if newest is not None else datetime.now(UTC).date())
+    try:
+        built = build_report(view, rules.scorecards, alerts, args.team, args.period, day)
+    except ValueError as exc:
+        raise KpiwatchError(str(exc)) from exc
+    for path, data in render(built, fmt, args.out).items():
+        if path is None:
+            sys.stdout.buffer.write(data)
+        else:
+            path.write_bytes(data)
+            print(f"kpiwatch report: wrote {path}", file=sys.stderr)
     return 0
 
 

@@ -73,6 +73,14 @@ def run_worker(settings: Settings, *, console: bool = True) -> int:
     setup = load_setup_path(settings.sinks_file) if settings.sinks_file is not None else None
     app = build_app(settings, rules, sinks, reference, sinks_setup=setup)
     app.task(feed.follow)
+    if setup is not None and setup.schedules:  # scheduled reports (streams/reports/)
+        from streams.reports.kafka import worker_scheduler
+
+        processors = app.kpiwatch_processors
+        scheduler = worker_scheduler(
+            settings, setup, reference, lambda: processors[1].rules.scorecards
+        )
+        app.task(scheduler.run)
     if settings.rules:  # the shipped rules never change under a running worker
         app.task(RuleReloader(settings.rules, app.kpiwatch_processors).watch)
     log.info("worker %s: %d rule(s), sinks %s", app.conf.id, len(rules), [s.name for s in sinks])
