@@ -86,7 +86,19 @@ def _when(samples: list[tuple[float, int]], count: int) -> float:
     return samples[-1][0]
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM raises SystemExit, so the `finally` blocks that stop the workers a benchmark
+    started still run when the benchmark itself is stopped (by default they would not, and
+    the workers would go on loading the machine)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main() -> None:
+    exit_on_sigterm()
     args = _parser().parse_args()
     if not args.broker:
         sys.exit("no broker: pass --broker or set KPIWATCH_KAFKA_BOOTSTRAP")

@@ -63,6 +63,7 @@ from kafka_throughput import (
     _worker_counts,
     add_run_options,
     add_worker_options,
+    exit_on_sigterm,
 )
 from pydantic import ValidationError
 
@@ -266,6 +267,7 @@ class Report:
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = _parser()
     args = parser.parse_args()
     if not args.broker:

@@ -75,6 +75,7 @@ from kafka_throughput import (
     _stop,
     add_run_options,
     add_worker_options,
+    exit_on_sigterm,
     reader,
 )
 
@@ -730,6 +731,7 @@ def _kill(name: str, process: subprocess.Popen[bytes]) -> None:
 
 
 def main() -> None:
+    exit_on_sigterm()
     args = _parser().parse_args()
     if not args.broker:
         sys.exit("no broker: pass --broker or set KPIWATCH_KAFKA_BOOTSTRAP")
