@@ -235,9 +235,20 @@ def _duration(text: str) -> timedelta:
 # ---------------------------------------------------------------- command line
 
 
+EXAMPLES = """examples:
+  kpiwatch silence add store=us-1 sku=~A-.* --duration 2h --comment "restocking"
+  kpiwatch silence list --expired
+  kpiwatch silence expire SILENCE_ID
+  kpiwatch silence ack FINGERPRINT --comment "on it"
+"""
+
+
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(
-        prog="kpiwatch silence", description="Silences and acknowledgements."
+        prog="kpiwatch silence",
+        description="Silences and acknowledgements.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cli.add_argument("--redis-url", default=os.environ.get("KPIWATCH_REDIS_URL"))
     cli.add_argument(

@@ -19,6 +19,7 @@ from connectors.files import (
 )
 from rules.errors import KpiwatchError
 from streams import cli
+from streams.cli import inputs
 from streams.events import AdSpendEvent, Event, InventoryEvent, OrderEvent, RawRecord, decode
 
 ORDER_HEADER = (
@@ -228,7 +229,7 @@ def test_replay_of_a_csv_writes_a_rejects_report_that_reimports(
 def test_progress_with_verbose(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "PROGRESS_EVERY", 1)
+    monkeypatch.setattr(inputs, "PROGRESS_EVERY", 1)
     caplog.set_level(logging.INFO, logger="kpiwatch")
     path = write(tmp_path, ORDERS)
     rules = str(Path(__file__).parents[3] / "rules" / "library" / "default.yaml")
